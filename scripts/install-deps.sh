@@ -9,7 +9,7 @@ STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2
 
 PACKAGES=(
   # clients, peers and checkers the tests drive
-  cpio libarchive-tools zstd xz-utils lz4 busybox udhcpc isc-dhcp-client kea-admin
+  cpio libarchive-tools zstd xz-utils lz4 busybox-static udhcpc isc-dhcp-client kea-admin
   tftp-hpa atftp tftpd-hpa nginx-light curl dnsmasq-base iproute2 util-linux
   gdisk fdisk dosfstools e2fsprogs xfsprogs btrfs-progs mtools
   # firmware and VMs for end-to-end boots
