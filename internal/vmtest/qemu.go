@@ -45,6 +45,17 @@ const (
 	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 )
 
+// OVMFHTTPBootOnly are QEMU arguments that leave OVMF's HTTPv4 boot as the
+// first network boot option: they turn off its PXE (v4 and v6) and IPv6,
+// which would otherwise each be tried (about 60 s apiece) before HTTPv4.
+// This has the effect of putting HTTPv4 first in BootOrder without editing
+// the variable store.
+var OVMFHTTPBootOnly = []string{
+	"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
+	"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no",
+	"-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no",
+}
+
 // NIC is one network card of a VM.
 type NIC struct {
 	// Tap is the tap device (in the VM's network namespace) the NIC is
