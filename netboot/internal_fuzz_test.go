@@ -1,0 +1,50 @@
+package netboot
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// FuzzCanonicalRequest checks the TFTP request filter: an accepted read
+// request comes out as a canonical request that the filter accepts again
+// unchanged, with a clean name, a lower-case mode and a bounded blksize.
+func FuzzCanonicalRequest(f *testing.F) {
+	seed := func(parts ...string) []byte {
+		b := []byte{0, 1}
+		for _, p := range parts {
+			b = append(append(b, p...), 0)
+		}
+		return b
+	}
+	f.Add(seed("pxelinux.0", "octet", "tsize", "0", "blksize", "1408"))
+	f.Add(seed(`\boot\ipxe.efi`, "OCTET", "TSIZE", "0", "BLKSIZE", "65464", "windowsize", "4"))
+	f.Add(seed("../etc/passwd", "octet"))
+	f.Add(seed("a", "netascii", "blksize", "8"))
+	f.Add(append([]byte{0, 2}, seed("a", "octet")[2:]...))
+	f.Add([]byte{0, 4, 0, 1})
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		out, code, err := canonicalRequest(pkt, DefaultTFTPBlockSize)
+		if err != nil {
+			assert.Contains(t, []int{-1, tftpErrAccess, tftpErrIllegal}, code)
+			return
+		}
+		if len(pkt) < 2 || binary.BigEndian.Uint16(pkt) != opRRQ {
+			assert.Equal(t, pkt, out)
+			return
+		}
+		again, _, err := canonicalRequest(out, DefaultTFTPBlockSize)
+		require.NoError(t, err)
+		assert.Equal(t, out, again)
+		fields := bytes.Split(out[2:len(out)-1], []byte{0})
+		require.GreaterOrEqual(t, len(fields), 2)
+		name, err := CleanName(string(fields[0]))
+		require.NoError(t, err)
+		assert.Equal(t, name, string(fields[0]))
+		assert.Contains(t, []string{"octet", "netascii"}, string(fields[1]))
+		assert.LessOrEqual(t, len(out), len(pkt)+1)
+	})
+}

@@ -1,0 +1,412 @@
+package netboot
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pin/tftp/v3"
+)
+
+// TFTP defaults, chosen for firmware: PXE ROMs and OVMF ask for 1468-byte
+// blocks or less, and retry on their own, so the server gives up on a silent
+// client after seconds rather than half a minute.
+const (
+	DefaultTFTPBlockSize    = 1468
+	DefaultTFTPTimeout      = time.Second
+	DefaultTFTPRetries      = 4
+	DefaultTFTPMaxTransfers = 256
+)
+
+// TFTP block size limits (RFC 2348 allows 8..65464; below 512 the server
+// simply keeps the classic 512).
+const (
+	minBlockSize = 512
+	maxBlockSize = 65464
+)
+
+// TFTP error codes (RFC 1350 section 5).
+const (
+	tftpErrUndefined = 0
+	tftpErrNotFound  = 1
+	tftpErrAccess    = 2
+	tftpErrIllegal   = 4
+)
+
+// Client-facing error texts: short and free of paths and internal detail.
+// pin/tftp sends a read handler's error text verbatim, with code 1.
+var (
+	errClientNotFound = errors.New("file not found")
+	errClientBusy     = errors.New("server busy")
+	errClientFailed   = errors.New("cannot read file")
+)
+
+// TFTPServer serves files read-only over TFTP (RFC 1350 with the option
+// extension of RFC 2347, blksize of RFC 2348 and tsize of RFC 2349), using
+// github.com/pin/tftp/v3 for the transfers.
+//
+// Before a request reaches pin/tftp, the server checks and rewrites it: the
+// name goes through CleanName (refused with "access violation"), the mode
+// must be octet or netascii in any case (else "illegal operation"), option
+// names are lower-cased, options other than blksize and tsize are dropped,
+// and blksize is clamped to BlockSize, so negotiation does not depend on the
+// interface MTU or on timing. Write requests are refused. tsize is always
+// answered when asked, from File.Size.
+//
+// Set the fields before calling Serve and don't change them afterwards.
+type TFTPServer struct {
+	// Conn is the socket requests arrive on, usually
+	// net.ListenPacket("udp4", "10.0.0.1:69"). Required; Serve closes it.
+	// Transfers use a new socket per transfer on the same address, as RFC
+	// 1350 prescribes.
+	Conn net.PacketConn
+	// Files serves the names. Required.
+	Files Source
+	// BlockSize caps the negotiated block size. 0 means
+	// DefaultTFTPBlockSize; otherwise 512..65464.
+	BlockSize int
+	// Timeout is the wait for an acknowledgement before retransmitting.
+	// 0 means DefaultTFTPTimeout.
+	Timeout time.Duration
+	// Retries is how many times a packet is sent before the transfer is
+	// abandoned. 0 means DefaultTFTPRetries.
+	Retries int
+	// MaxTransfers caps concurrent transfers; more are refused with
+	// "server busy" and the client retries. 0 means DefaultTFTPMaxTransfers.
+	MaxTransfers int
+	// Logger receives a line per transfer (Info), refused request (Debug)
+	// and failure of ours (Error). nil discards.
+	Logger *slog.Logger
+	// Observer, when set, is told about every transfer and refusal.
+	Observer Observer
+}
+
+type tftpConfig struct {
+	blockSize    int
+	timeout      time.Duration
+	retries      int
+	maxTransfers int
+}
+
+func (s *TFTPServer) config() (tftpConfig, error) {
+	c := tftpConfig{
+		blockSize:    orDefault(s.BlockSize, DefaultTFTPBlockSize),
+		timeout:      orDefault(s.Timeout, DefaultTFTPTimeout),
+		retries:      orDefault(s.Retries, DefaultTFTPRetries),
+		maxTransfers: orDefault(s.MaxTransfers, DefaultTFTPMaxTransfers),
+	}
+	switch {
+	case s.Conn == nil:
+		return c, fmt.Errorf("%w: TFTPServer.Conn is nil", ErrConfig)
+	case s.Files == nil:
+		return c, fmt.Errorf("%w: TFTPServer.Files is nil", ErrConfig)
+	case c.blockSize < minBlockSize || c.blockSize > maxBlockSize:
+		return c, fmt.Errorf("%w: TFTPServer.BlockSize %d outside %d..%d", ErrConfig, c.blockSize, minBlockSize, maxBlockSize)
+	case c.timeout < 0:
+		return c, fmt.Errorf("%w: TFTPServer.Timeout %v is negative", ErrConfig, c.timeout)
+	case c.retries < 0:
+		return c, fmt.Errorf("%w: TFTPServer.Retries %d is negative", ErrConfig, c.retries)
+	case c.maxTransfers < 0:
+		return c, fmt.Errorf("%w: TFTPServer.MaxTransfers %d is negative", ErrConfig, c.maxTransfers)
+	}
+	return c, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Serve answers requests until ctx is cancelled, then stops accepting new
+// ones, waits for transfers in flight (each ends within Timeout × Retries of a
+// silent client) and returns nil. Any other return is a configuration or
+// socket error. Serve always closes Conn.
+func (s *TFTPServer) Serve(ctx context.Context) error {
+	cfg, err := s.config()
+	if err != nil {
+		if s.Conn != nil {
+			s.Conn.Close()
+		}
+		return err
+	}
+	log := orDiscard(s.Logger)
+	h := &tftpHandler{
+		ctx:      ctx,
+		files:    s.Files,
+		log:      log,
+		observer: s.Observer,
+		sem:      make(chan struct{}, cfg.maxTransfers),
+	}
+	srv := tftp.NewServer(h.read, nil)
+	// Deterministic block size: the filter below already clamps blksize, and
+	// without MTU-based negotiation pin/tftp does not fall back to 512 when
+	// a request races its start-up (or when Conn is not a *net.UDPConn).
+	srv.SetBlockSizeNegotiation(false)
+	if cfg.blockSize > minBlockSize {
+		srv.SetBlockSize(cfg.blockSize)
+	}
+	srv.SetTimeout(cfg.timeout)
+	srv.SetRetries(cfg.retries)
+	srv.SetBackoff(func(int) time.Duration { return 0 })
+
+	filter := &requestFilter{PacketConn: s.Conn, blockSize: cfg.blockSize, log: log, observer: s.Observer}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(filter) }()
+	select {
+	case <-ctx.Done():
+		srv.Shutdown() // waits for transfers
+		<-errc
+		// pin/tftp closes the socket only if Serve had stored it already.
+		s.Conn.Close()
+		return nil
+	case err := <-errc:
+		srv.Shutdown()
+		s.Conn.Close()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = net.ErrClosed
+		}
+		return fmt.Errorf("tftp: serve on %s: %w", s.Conn.LocalAddr(), err)
+	}
+}
+
+type tftpHandler struct {
+	ctx      context.Context
+	files    Source
+	log      *slog.Logger
+	observer Observer
+	sem      chan struct{}
+}
+
+// read is pin/tftp's read handler. It must either call rf.ReadFrom or return
+// an error: returning nil without sending leaks the transfer's socket.
+func (h *tftpHandler) read(filename string, rf io.ReaderFrom) error {
+	start := time.Now()
+	var remote netip.AddrPort
+	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+		a := ot.RemoteAddr()
+		remote = a.AddrPort()
+	}
+	ev := Event{Proto: TFTP, Name: filename, Remote: remote}
+	finish := func(err error) {
+		ev.Duration, ev.Err = time.Since(start), err
+		if h.observer != nil {
+			h.observer.Observe(ev)
+		}
+	}
+	name, err := CleanName(filename)
+	if err != nil {
+		// The request filter refuses these first; this is defence in depth.
+		h.log.Debug("tftp: refused name", "file", filename, "remote", remote, "err", err)
+		finish(err)
+		return errClientNotFound
+	}
+	ev.Name = name
+	select {
+	case h.sem <- struct{}{}:
+		defer func() { <-h.sem }()
+	default:
+		h.log.Warn("tftp: too many transfers, refusing", "file", name, "remote", remote, "limit", cap(h.sem))
+		finish(ErrBusy)
+		return errClientBusy
+	}
+	f, err := h.files.Open(h.ctx, &Request{Proto: TFTP, Name: name, Remote: remote})
+	if err != nil {
+		finish(err)
+		if errors.Is(err, fs.ErrNotExist) {
+			h.log.Debug("tftp: not found", "file", name, "remote", remote)
+			return errClientNotFound
+		}
+		h.log.Error("tftp: open failed", "file", name, "remote", remote, "err", err)
+		return errClientFailed
+	}
+	defer f.close()
+	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+		ot.SetSize(f.Size)
+	}
+	// safeReader hides read errors from the client (pin/tftp would send their
+	// text) and, not being an io.Seeker, keeps pin/tftp from seeking: the
+	// size was set above.
+	sr := &safeReader{r: f.Content}
+	n, err := rf.ReadFrom(sr)
+	ev.Bytes = n
+	switch {
+	case sr.err != nil:
+		h.log.Error("tftp: read failed", "file", name, "remote", remote, "bytes", n, "err", sr.err)
+		finish(sr.err)
+	case err != nil && isClientAbort(err):
+		// OVMF asks for a file's size, then aborts with code 8: normal.
+		h.log.Debug("tftp: client aborted", "file", name, "remote", remote, "bytes", n, "err", err)
+		finish(err)
+	case err != nil:
+		h.log.Info("tftp: transfer failed", "file", name, "remote", remote, "bytes", n, "err", err)
+		finish(err)
+	default:
+		h.log.Info("tftp: sent", "file", name, "remote", remote, "bytes", n, "duration", time.Since(start))
+		finish(nil)
+	}
+	// ReadFrom has closed the transfer's socket either way.
+	return nil
+}
+
+// isClientAbort reports whether err is pin/tftp's report of an ERROR packet
+// from the client (RFC 2347 code 8 is "terminate transfer due to option
+// negotiation"; clients also use others).
+func isClientAbort(err error) bool {
+	return strings.Contains(err.Error(), "code=")
+}
+
+type safeReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *safeReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+		return n, errClientFailed
+	}
+	return n, err
+}
+
+// requestFilter wraps the listening socket. It checks every read request
+// before pin/tftp sees it and rewrites it into the canonical form pin/tftp
+// handles deterministically; bad requests are answered with an ERROR packet
+// from the listening socket and never reach pin/tftp.
+type requestFilter struct {
+	net.PacketConn
+	blockSize int
+	log       *slog.Logger
+	observer  Observer
+}
+
+func (c *requestFilter) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil {
+			return n, addr, err
+		}
+		out, code, rerr := canonicalRequest(p[:n], c.blockSize)
+		if rerr == nil && len(out) > len(p) {
+			code, rerr = tftpErrIllegal, errors.New("netboot: TFTP request too long")
+		}
+		if rerr == nil {
+			return copy(p, out), addr, nil
+		}
+		c.log.Debug("tftp: refused request", "remote", addr, "err", rerr)
+		if c.observer != nil {
+			ev := Event{Proto: TFTP, Err: rerr}
+			if ua, ok := addr.(*net.UDPAddr); ok {
+				ev.Remote = ua.AddrPort()
+			}
+			c.observer.Observe(ev)
+		}
+		if code >= 0 {
+			_, _ = c.PacketConn.WriteTo(errorPacket(code, clientText(code)), addr)
+		}
+	}
+}
+
+func clientText(code int) string {
+	switch code {
+	case tftpErrAccess:
+		return "access violation"
+	case tftpErrIllegal:
+		return "illegal operation"
+	default:
+		return "request refused"
+	}
+}
+
+func errorPacket(code int, msg string) []byte {
+	b := make([]byte, 4, 5+len(msg))
+	binary.BigEndian.PutUint16(b[0:2], 5)
+	binary.BigEndian.PutUint16(b[2:4], uint16(code))
+	b = append(b, msg...)
+	return append(b, 0)
+}
+
+// TFTP opcodes.
+const (
+	opRRQ = 1
+	opWRQ = 2
+)
+
+// canonicalRequest checks a packet arriving on the listening socket. Packets
+// that are not requests pass unchanged (pin/tftp ignores them). A read
+// request comes back rewritten: cleaned name, lower-case mode, only the
+// blksize (clamped to blockSize) and tsize options. On error, code is the
+// TFTP error code to answer with, or -1 to stay silent.
+func canonicalRequest(pkt []byte, blockSize int) (out []byte, code int, err error) {
+	if len(pkt) < 2 {
+		return nil, -1, fmt.Errorf("%w: %d-byte packet", ErrBadName, len(pkt))
+	}
+	switch binary.BigEndian.Uint16(pkt) {
+	case opRRQ:
+	case opWRQ:
+		return nil, tftpErrAccess, errors.New("netboot: write request refused: server is read-only")
+	default:
+		return pkt, 0, nil
+	}
+	fields := bytes.Split(pkt[2:], []byte{0})
+	// A well-formed request ends in NUL, so the last field is empty.
+	if len(fields) < 3 || len(fields[len(fields)-1]) != 0 {
+		return nil, tftpErrIllegal, errors.New("netboot: malformed TFTP request")
+	}
+	fields = fields[:len(fields)-1]
+	name, err := CleanName(string(fields[0]))
+	if err != nil {
+		return nil, tftpErrAccess, err
+	}
+	mode := strings.ToLower(string(fields[1]))
+	if mode != "octet" && mode != "netascii" {
+		return nil, tftpErrIllegal, fmt.Errorf("%w: %q", ErrBadMode, fields[1])
+	}
+	out = make([]byte, 2, len(pkt))
+	binary.BigEndian.PutUint16(out, opRRQ)
+	out = append(append(out, name...), 0)
+	out = append(append(out, mode...), 0)
+	opts := fields[2:]
+	for i := 0; i+1 < len(opts); i += 2 {
+		key, val := strings.ToLower(string(opts[i])), string(opts[i+1])
+		switch key {
+		case "tsize":
+			out = appendOpt(out, key, "0")
+		case "blksize":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < minBlockSize || blockSize <= minBlockSize {
+				continue // not negotiated: 512-byte blocks
+			}
+			out = appendOpt(out, key, strconv.Itoa(min(n, blockSize, maxBlockSize)))
+		}
+	}
+	return out, 0, nil
+}
+
+func appendOpt(b []byte, k, v string) []byte {
+	b = append(append(b, k...), 0)
+	return append(append(b, v...), 0)
+}
+
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
