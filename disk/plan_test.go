@@ -1,0 +1,224 @@
+package disk
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// planLayout is a two-partition layout used by the pure planning tests.
+func planLayout(rootSize Size) Layout {
+	return Layout{Seed: "t", Partitions: []Partition{
+		{Name: "ESP", Type: "esp", Size: Fixed(100 * MiB), Filesystem: &Filesystem{Type: FSVFAT, Label: "ESP"}},
+		{Name: "root", Type: "root-x86-64", Size: rootSize, Filesystem: &Filesystem{Type: FSExt4, Label: "nixos"}},
+	}}
+}
+
+// diskAfter returns what Inspect reports after plan p was applied to an
+// empty 1 GiB disk: the plan's table with the planned filesystems.
+func diskAfter(t *testing.T, p Plan) Disk {
+	t.Helper()
+	sectors := uint64(p.Size) / uint64(p.SectorSize)
+	first, last := usableRange(sectors, p.SectorSize)
+	d := Disk{Path: "/img", Size: p.Size, SectorSize: p.SectorSize, Table: TableGPT, GUID: p.DiskGUID,
+		FirstUsableLBA: first, LastUsableLBA: last, Partitions: []PartitionInfo{}}
+	for _, pp := range p.Partitions {
+		pi := PartitionInfo{Number: pp.Number, FirstLBA: pp.FirstLBA, LastLBA: pp.LastLBA,
+			Start: ByteSize(pp.FirstLBA * uint64(p.SectorSize)), Size: ByteSize((pp.LastLBA - pp.FirstLBA + 1) * uint64(p.SectorSize)),
+			Type: pp.Type, GUID: pp.GUID, Name: pp.Name, Attributes: pp.Attributes}
+		for _, a := range p.Actions {
+			if a.Number == pp.Number && a.Filesystem != nil {
+				pi.Filesystem = &FSInfo{Type: a.Filesystem.Type, Label: a.Filesystem.Label, UUID: a.Filesystem.UUID}
+			}
+		}
+		d.Partitions = append(d.Partitions, pi)
+	}
+	return d
+}
+
+func blankDisk(size int64, sector int) Disk {
+	return Disk{Path: "/img", Size: size, SectorSize: sector, Blank: true, Partitions: []PartitionInfo{}}
+}
+
+func kinds(p Plan) []ActionKind {
+	var out []ActionKind
+	for _, a := range p.Actions {
+		out = append(out, a.Kind)
+	}
+	return out
+}
+
+func TestPlanBlankAndIdempotent(t *testing.T) {
+	for _, sector := range []int{512, 4096} {
+		t.Run(ByteSize(sector).String(), func(t *testing.T) {
+			d := blankDisk(int64(GiB), sector)
+			p, err := MakePlan(d, planLayout(Rest()), PlanOptions{})
+			require.NoError(t, err)
+			assert.Equal(t, []ActionKind{ActionCreateTable, ActionCreate, ActionCreate}, kinds(p))
+			require.Len(t, p.Partitions, 2)
+			grain := uint64(MiB) / uint64(sector)
+			assert.Equal(t, grain, p.Partitions[0].FirstLBA, "first partition at 1 MiB")
+			assert.Equal(t, uint64(100*MiB)/uint64(sector), p.Partitions[0].LastLBA-p.Partitions[0].FirstLBA+1)
+			assert.Zero(t, (p.Partitions[1].LastLBA+1)%grain, "end aligned")
+
+			again, err := MakePlan(diskAfter(t, p), planLayout(Rest()), PlanOptions{})
+			require.NoError(t, err)
+			assert.True(t, again.Empty(), again.String())
+			assert.Equal(t, []ActionKind{ActionKeep, ActionKeep}, kinds(again))
+		})
+	}
+}
+
+func TestPlanSeedIsReproducible(t *testing.T) {
+	d := blankDisk(int64(GiB), 512)
+	a, err := MakePlan(d, planLayout(Rest()), PlanOptions{})
+	require.NoError(t, err)
+	b, err := MakePlan(d, planLayout(Rest()), PlanOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, a, b)
+	l := planLayout(Rest())
+	l.Seed = "other"
+	c, err := MakePlan(d, l, PlanOptions{})
+	require.NoError(t, err)
+	assert.NotEqual(t, a.DiskGUID, c.DiskGUID)
+	assert.NotEqual(t, a.Partitions[0].GUID, c.Partitions[0].GUID)
+}
+
+func TestPlanChanges(t *testing.T) {
+	base, err := MakePlan(blankDisk(int64(GiB), 512), planLayout(Fixed(300*MiB)), PlanOptions{})
+	require.NoError(t, err)
+	had := diskAfter(t, base)
+
+	withData := func(mod func(d *Disk)) Disk {
+		c := had
+		c.Partitions = append([]PartitionInfo{}, had.Partitions...)
+		for i := range c.Partitions {
+			f := *c.Partitions[i].Filesystem
+			c.Partitions[i].Filesystem = &f
+		}
+		mod(&c)
+		return c
+	}
+	for _, tc := range []struct {
+		name   string
+		disk   Disk
+		layout Layout
+		want   []ActionKind
+		loses  string // a refusal must name this
+	}{
+		{name: "grow", disk: had, layout: planLayout(Fixed(500 * MiB)), want: []ActionKind{ActionKeep, ActionGrow}},
+		{name: "grow into rest", disk: had, layout: planLayout(Rest()), want: []ActionKind{ActionKeep, ActionGrow}},
+		{name: "add", disk: had, layout: func() Layout {
+			l := planLayout(Fixed(300 * MiB))
+			l.Partitions = append(l.Partitions, Partition{Name: "home", Type: "home", Size: Rest()})
+			return l
+		}(), want: []ActionKind{ActionKeep, ActionKeep, ActionCreate}},
+		{name: "rename", disk: had, layout: func() Layout {
+			l := planLayout(Fixed(300 * MiB))
+			l.Partitions[1].Name = "nixos"
+			return l
+		}(), want: []ActionKind{ActionKeep, ActionModify}},
+		{name: "format blank", disk: withData(func(d *Disk) { d.Partitions[1].Filesystem = nil; d.Partitions[1].Blank = true }),
+			layout: planLayout(Fixed(300 * MiB)), want: []ActionKind{ActionKeep, ActionFormat}},
+		{name: "shrink", disk: had, layout: planLayout(Fixed(200 * MiB)),
+			want: []ActionKind{ActionKeep, ActionConflict}, loses: `partition 2 "root" (root-x86-64, 300MiB, ext4 filesystem "nixos"`},
+		{name: "retype", disk: had, layout: func() Layout {
+			l := planLayout(Fixed(300 * MiB))
+			l.Partitions[1].Type = "home"
+			return l
+		}(), want: []ActionKind{ActionKeep, ActionConflict}, loses: `partition 2 "root"`},
+		{name: "move", disk: had, layout: func() Layout {
+			l := planLayout(Fixed(300 * MiB))
+			l.Partitions[0].Size = Fixed(200 * MiB)
+			return l
+		}(), want: []ActionKind{ActionGrow, ActionConflict}, loses: `partition 2 "root" (root-x86-64, 300MiB, ext4 filesystem "nixos"`},
+		{name: "reformat", disk: withData(func(d *Disk) { d.Partitions[1].Filesystem.Type = "xfs" }),
+			layout: planLayout(Fixed(300 * MiB)), want: []ActionKind{ActionKeep, ActionConflict}, loses: `xfs filesystem "nixos"`},
+		{name: "unknown data", disk: withData(func(d *Disk) { d.Partitions[1].Filesystem = nil }),
+			layout: planLayout(Fixed(300 * MiB)), want: []ActionKind{ActionKeep, ActionConflict}, loses: "unrecognised data"},
+		{name: "foreign in the way", disk: withData(func(d *Disk) {
+			d.Partitions = append(d.Partitions, PartitionInfo{Number: 7, FirstLBA: 900000, LastLBA: 1000000, Type: PartitionTypes["linux"], Name: "data", Size: 50 * MiB, Filesystem: &FSInfo{Type: "ext4", Label: "d"}})
+		}), layout: planLayout(Rest()), want: []ActionKind{ActionKeep, ActionGrow, ActionConflict}, loses: `partition 7 "data"`},
+		{name: "foreign out of the way", disk: withData(func(d *Disk) {
+			d.Partitions = append(d.Partitions, PartitionInfo{Number: 7, FirstLBA: 1900000, LastLBA: 2000000, Type: PartitionTypes["linux"], Name: "data"})
+		}), layout: planLayout(Fixed(300 * MiB)), want: []ActionKind{ActionKeep, ActionKeep}},
+		{name: "mbr disk", disk: Disk{Path: "/img", Size: int64(GiB), SectorSize: 512, Table: TableMBR, Partitions: []PartitionInfo{
+			{Number: 1, FirstLBA: 2048, LastLBA: 4095, Type: "0x83", Size: MiB, Filesystem: &FSInfo{Type: "ext4", Label: "old"}}}},
+			layout: planLayout(Rest()), want: []ActionKind{ActionConflict, ActionCreate, ActionCreate}, loses: "the MBR partition table with 1 partitions"},
+		{name: "whole-disk filesystem", disk: Disk{Path: "/img", Size: int64(GiB), SectorSize: 512, Filesystem: &FSInfo{Type: "xfs", Label: "big"}},
+			layout: planLayout(Rest()), want: []ActionKind{ActionConflict, ActionCreate, ActionCreate}, loses: `the xfs filesystem "big"`},
+		{name: "unknown whole disk", disk: Disk{Path: "/img", Size: int64(GiB), SectorSize: 512},
+			layout: planLayout(Rest()), want: []ActionKind{ActionConflict, ActionCreate, ActionCreate}, loses: "unrecognised data"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := MakePlan(tc.disk, tc.layout, PlanOptions{})
+			assert.Equal(t, tc.want, kinds(p), p.String())
+			if tc.loses == "" {
+				require.NoError(t, err)
+				assert.Empty(t, p.Refused())
+				return
+			}
+			require.ErrorIs(t, err, ErrRefused)
+			var re *RefusedError
+			require.ErrorAs(t, err, &re)
+			assert.Contains(t, err.Error(), tc.loses)
+			assert.Contains(t, p.String(), "LOSES")
+
+			// Allowed, the same plan carries the destructive actions.
+			p2, err := MakePlan(tc.disk, tc.layout, PlanOptions{AllowDestructive: true})
+			require.NoError(t, err)
+			assert.Empty(t, p2.Refused())
+			assert.True(t, p2.AllowDestructive)
+			for _, a := range p2.Actions {
+				assert.NotEqual(t, ActionConflict, a.Kind)
+			}
+		})
+	}
+}
+
+func TestPlanNoSpace(t *testing.T) {
+	_, err := MakePlan(blankDisk(int64(256*MiB), 512), planLayout(Fixed(GiB)), PlanOptions{})
+	require.ErrorIs(t, err, ErrNoSpace)
+	assert.ErrorContains(t, err, "partitions[1] (root, 1GiB)")
+}
+
+func TestPlanJSON(t *testing.T) {
+	p, err := MakePlan(blankDisk(int64(GiB), 512), planLayout(Rest()), PlanOptions{})
+	require.NoError(t, err)
+	b, err := json.Marshal(p)
+	require.NoError(t, err)
+	var back Plan
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	require.NoError(t, dec.Decode(&back))
+	assert.Equal(t, p, back)
+}
+
+func TestResolveSizes(t *testing.T) {
+	sectors := uint64(10*GiB) / 512
+	l := Layout{Partitions: []Partition{
+		{Name: "a", Type: "linux", Size: Fixed(1000)},       // rounded up to 1 MiB
+		{Name: "b", Type: "linux", Size: Percent(10)},       // 10% of usable
+		{Name: "c", Type: "linux", Size: Range(GiB, 2*GiB)}, // grows to 2 GiB
+		{Name: "d", Type: "linux", Size: Rest()},            // the rest
+		{Name: "e", Type: "linux", Size: Fixed(512 * MiB)},  // after d
+	}}
+	s, err := resolve(l, sectors, 512)
+	require.NoError(t, err)
+	size := func(i int) uint64 { return (s[i].Last - s[i].First + 1) * 512 }
+	assert.Equal(t, uint64(2048), s[0].First)
+	assert.Equal(t, uint64(MiB), size(0))
+	assert.InDelta(t, float64(GiB), float64(size(1)), float64(MiB))
+	assert.Equal(t, uint64(2*GiB), size(2))
+	assert.Equal(t, uint64(512*MiB), size(4))
+	for i := 1; i < len(s); i++ {
+		assert.Equal(t, s[i-1].Last+1, s[i].First)
+	}
+	first, last := usableRange(sectors, 512)
+	assert.GreaterOrEqual(t, s[0].First, first)
+	assert.LessOrEqual(t, s[4].Last, last)
+	assert.Greater(t, s[4].Last+2048, last, "rest leaves less than one grain")
+}
