@@ -1,4 +1,59 @@
 // Package initrd assembles cpio (newc) initramfs images the way the Linux
-// kernel unpacks them: from directory trees, files, manifests and Nix store
-// closures, in compressed segments, reproducibly and in bounded memory.
+// kernel unpacks them: from directory trees, files, in-memory data,
+// manifests and Nix store closures, in compressed segments, reproducibly and
+// in bounded memory. It also reads any initrd back and reports what the
+// kernel would do with it.
+//
+// # Building
+//
+// Entries come from [Tree] (a host directory, confined with os.Root: symlinks
+// are stored, never followed), [File] (one host file at a chosen path),
+// or literal [Entry] values (in-memory data, device nodes, links). [Plan] turns them into one
+// segment's entries in kernel order and checks every limit before anything
+// is written: parents before children (missing ones created), byte-sorted
+// order, duplicates an error unless [PlanOptions.LastWins], hard-link groups,
+// the SOURCE_DATE_EPOCH clamp ([EpochFromEnv]) and root ownership.
+//
+// [Write] and [WriteFile] write segments one after another, each compressed
+// on its own ([None], [Gzip], [Zstd], [XZ] with CRC32, legacy [LZ4]), with
+// inode numbers unique across all of them; typically an uncompressed
+// early-microcode segment, then the compressed main one. [AppendFile] adds a
+// small per-machine segment to an existing initrd without rewriting it.
+// Data is streamed from its sources; zstd, gzip and lz4 compress fixed-size
+// chunks in parallel and write them in order, so the output is identical
+// whatever the number of cores.
+//
+// [Writer] is the archive/tar-shaped layer below: WriteHeader, Write, Close
+// for one uncompressed segment. It uses github.com/cavaliergopher/cpio for
+// the records and works around that library's traps: it patches the
+// rdevmajor/rdevminor fields the library never writes, forces the "070701"
+// magic and a zero check field (the library can switch every later header
+// in the process to "070702"), writes symlink targets as data, assigns
+// inode numbers itself and never hands the library a header it reuses.
+//
+// # Reading
+//
+// [Reader] walks the records of every segment, detecting and decompressing
+// each. [Inspect] replays the kernel's unpacking rules over them and reports
+// dropped entries (missing parent, name over PATH_MAX), duplicate paths,
+// hard-link clashes, per-segment sizes and a warning past [IPXEWarnSize].
+// Errors are [*FormatError] values naming the offset and entry.
+//
+// # Kernel rules followed
+//
+// From Documentation/driver-api/early-userspace/buffer-format.rst and
+// init/initramfs.c: the buffer is a sequence of NUL-padded members, each a
+// cpio archive or a compressed one; an uncompressed member starts 4-byte
+// aligned; newc headers are 110 bytes of hex; names and data are padded to
+// 4 bytes; file sizes are 32-bit; names of PATH_MAX bytes or more are
+// skipped; parents are not created; a later duplicate wins; hard links are
+// matched by (major, minor, inode, mode) until the next TRAILER!!!; device
+// numbers come from rdevmajor/rdevminor.
+//
+// # Neighbours and non-goals
+//
+// The netboot package serves what this package builds; ipxe scripts name
+// the initrds. Non-goals: the old binary and odc cpio formats, the "070702"
+// checksum format on output, bzip2/lzma/lzo output, extracting archives to
+// disk, and evaluating Nix expressions (a closure is given as store paths).
 package initrd

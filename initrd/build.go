@@ -1,0 +1,337 @@
+package initrd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+)
+
+// Segment is one member of an initrd: entries written as one cpio archive,
+// compressed as a whole.
+type Segment struct {
+	Compression Compression
+	Compress    CompressOptions
+	// Entries are written in this order; pass them through Plan first.
+	Entries []Entry
+}
+
+// WriteOptions control writing. The zero value is usable.
+type WriteOptions struct {
+	// FirstInode is the inode number of the first entry; 0 means 1.
+	// Write and WriteFile continue numbering across segments; AppendFile
+	// starts after the highest number in the existing initrd.
+	FirstInode uint32
+	// Progress, when set, is called from the writing goroutine after
+	// each file's data with the data bytes written so far and the total
+	// planned for the segment.
+	Progress func(done, total int64)
+	// Logger receives Debug records per segment; nil discards.
+	Logger *slog.Logger
+}
+
+// SegmentInfo describes a written or read segment.
+type SegmentInfo struct {
+	Compression Compression
+	Offset      int64  // where the segment starts in the initrd
+	Size        int64  // bytes in the initrd, after compression
+	Unpacked    int64  // bytes of cpio archive
+	Entries     int    // records, not counting the trailer
+	FirstInode  uint32 // inode number of the first entry
+	NextInode   uint32 // one past the last inode number used
+}
+
+// WriteSegment writes seg as one cpio archive, compressed as seg says, to
+// w. Memory stays bounded whatever the size of the files: data is streamed
+// from each source in turn. It returns ctx's error if ctx ends first.
+func WriteSegment(ctx context.Context, w io.Writer, seg Segment, opt WriteOptions) (SegmentInfo, error) {
+	info := SegmentInfo{Compression: seg.Compression, FirstInode: max(opt.FirstInode, 1)}
+	cout := &countWriter{w: w}
+	comp, err := NewCompressor(cout, seg.Compression, seg.Compress)
+	if err != nil {
+		return info, err
+	}
+	bw := bufio.NewWriterSize(comp, 256<<10)
+	cw := NewWriter(bw)
+	cw.SetNextInode(info.FirstInode)
+	src := newSourceOpener()
+	err = writeEntries(ctx, cw, seg.Entries, src, opt.Progress)
+	src.close()
+	if err == nil {
+		err = cw.Close()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := comp.Close(); err == nil {
+		err = cerr
+	}
+	info.Size, info.Unpacked, info.Entries, info.NextInode = cout.n, cw.Written(), len(seg.Entries), cw.NextInode()
+	if err != nil {
+		return info, err
+	}
+	if opt.Logger != nil {
+		opt.Logger.Debug("initrd segment written", "compression", seg.Compression.String(),
+			"entries", info.Entries, "bytes", info.Size, "unpacked", info.Unpacked)
+	}
+	return info, nil
+}
+
+func writeEntries(ctx context.Context, cw *Writer, entries []Entry, src *sourceOpener, progress func(done, total int64)) error {
+	var total, done int64
+	for i := range entries {
+		if entries[i].Type == TypeReg {
+			total += entries[i].Size
+		}
+	}
+	buf := make([]byte, 256<<10)
+	for i := range entries {
+		e := &entries[i]
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if err := cw.WriteHeader(&e.Header); err != nil {
+			return err
+		}
+		if e.Type != TypeReg || e.Size == 0 {
+			continue
+		}
+		if e.Data != nil {
+			if _, err := cw.Write(e.Data); err != nil {
+				return entryErr(e.Name, err)
+			}
+		} else if err := copySource(ctx, cw, e, src, buf); err != nil {
+			return err
+		}
+		done += e.Size
+		if progress != nil {
+			progress(done, total)
+		}
+	}
+	return nil
+}
+
+func copySource(ctx context.Context, cw *Writer, e *Entry, src *sourceOpener, buf []byte) error {
+	if e.Source.IsZero() {
+		return entryErr(e.Name, fmt.Errorf("%w: regular file of %d bytes has neither Data nor Source", ErrInvalidHeader, e.Size))
+	}
+	f, err := src.open(e.Source)
+	if err != nil {
+		return entryErr(e.Name, err)
+	}
+	defer f.Close()
+	left := e.Size
+	for left > 0 {
+		if left > 1<<20 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		n, err := f.Read(buf[:min(int64(len(buf)), left)])
+		if n > 0 {
+			if _, werr := cw.Write(buf[:n]); werr != nil {
+				return entryErr(e.Name, werr)
+			}
+			left -= int64(n)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return entryErr(e.Name, fmt.Errorf("reading %s: %w", e.Source.Path, err))
+		}
+	}
+	if left > 0 {
+		return entryErr(e.Name, fmt.Errorf("%w: %s is %d bytes short", ErrChanged, e.Source.Path, left))
+	}
+	if n, _ := f.Read(buf[:1]); n > 0 {
+		return entryErr(e.Name, fmt.Errorf("%w: %s grew beyond %d bytes", ErrChanged, e.Source.Path, e.Size))
+	}
+	return nil
+}
+
+// sourceOpener keeps each confining os.Root (and the last directory in it)
+// open while a segment is written.
+type sourceOpener struct {
+	roots   map[string]*os.Root
+	lastDir string
+	lastKey string
+	dir     *os.Root
+}
+
+func newSourceOpener() *sourceOpener { return &sourceOpener{roots: map[string]*os.Root{}} }
+
+func (s *sourceOpener) open(src Source) (*os.File, error) {
+	if src.Root == "" {
+		return os.Open(src.Path)
+	}
+	r, ok := s.roots[src.Root]
+	if !ok {
+		var err error
+		if r, err = os.OpenRoot(src.Root); err != nil {
+			return nil, err
+		}
+		s.roots[src.Root] = r
+	}
+	dir, base := filepath.Split(src.Path)
+	if dir == "" {
+		return r.Open(base)
+	}
+	// Files of one directory come together in archive order: open the
+	// directory once (still through the root) and the files relative to it.
+	if s.dir == nil || s.lastKey != src.Root || s.lastDir != dir {
+		if s.dir != nil {
+			s.dir.Close()
+			s.dir = nil
+		}
+		d, err := r.OpenRoot(dir)
+		if err != nil {
+			return nil, err
+		}
+		s.dir, s.lastKey, s.lastDir = d, src.Root, dir
+	}
+	return s.dir.Open(base)
+}
+
+func (s *sourceOpener) close() {
+	if s.dir != nil {
+		s.dir.Close()
+	}
+	for _, r := range s.roots {
+		r.Close()
+	}
+}
+
+// Write writes the segments one after the other to w, as the kernel reads
+// them: each starts 4-byte aligned (NUL padding in between), inode numbers
+// never repeat, and only the last may be LZ4. It returns what it wrote of
+// each segment.
+func Write(ctx context.Context, w io.Writer, segs []Segment, opt WriteOptions) ([]SegmentInfo, error) {
+	for i, s := range segs {
+		if s.Compression == LZ4 && i != len(segs)-1 {
+			return nil, fmt.Errorf("%w: lz4 segment %d is not the last (legacy lz4 has no end marker)", ErrCompression, i)
+		}
+	}
+	var infos []SegmentInfo
+	var off int64
+	next := max(opt.FirstInode, 1)
+	for _, s := range segs {
+		if pad := (4 - off%4) % 4; pad > 0 {
+			if _, err := w.Write(make([]byte, pad)); err != nil {
+				return infos, err
+			}
+			off += pad
+		}
+		o := opt
+		o.FirstInode = next
+		info, err := WriteSegment(ctx, w, s, o)
+		info.Offset = off
+		if err != nil {
+			return infos, err
+		}
+		infos = append(infos, info)
+		off += info.Size
+		next = info.NextInode
+	}
+	return infos, nil
+}
+
+// WriteFile writes the initrd to the file name atomically: into a
+// temporary file in the same directory, synced and renamed over name only
+// on success. On any error nothing is left at name (an existing file there
+// is untouched) and the temporary file is removed.
+func WriteFile(ctx context.Context, name string, segs []Segment, opt WriteOptions) ([]SegmentInfo, error) {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
+	if err != nil {
+		return nil, fmt.Errorf("initrd: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	infos, err := Write(ctx, f, segs, opt)
+	if err != nil {
+		return nil, fmt.Errorf("initrd: writing %s: %w", name, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return nil, fmt.Errorf("initrd: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("initrd: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("initrd: %w", err)
+	}
+	if err := os.Rename(f.Name(), name); err != nil {
+		return nil, fmt.Errorf("initrd: %w", err)
+	}
+	ok = true
+	return infos, nil
+}
+
+// AppendFile appends seg to the existing initrd at name without rewriting
+// it: typically a small per-machine segment (keys, host name, network
+// configuration) after a shared image. The existing initrd is read first
+// (see Inspect) to check that it can be extended (its last segment must not
+// be LZ4) and to number the new inodes after its highest one, unless
+// opt.FirstInode is set. On failure the file is truncated back to its
+// original size.
+func AppendFile(ctx context.Context, name string, seg Segment, opt WriteOptions) (SegmentInfo, error) {
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		return SegmentInfo{}, fmt.Errorf("initrd: append: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return SegmentInfo{}, fmt.Errorf("initrd: append: %w", err)
+	}
+	size := st.Size()
+	{
+		rep, err := Inspect(ctx, io.NewSectionReader(f, 0, size), InspectOptions{})
+		if err != nil {
+			return SegmentInfo{}, fmt.Errorf("initrd: append to %s: %w", name, err)
+		}
+		if n := len(rep.Segments); n > 0 && rep.Segments[n-1].Compression == LZ4 {
+			return SegmentInfo{}, fmt.Errorf("%w: %s ends with an lz4 segment, nothing can follow it", ErrCompression, name)
+		}
+		if opt.FirstInode == 0 {
+			opt.FirstInode = rep.MaxInode + 1
+		}
+	}
+	fail := func(err error) (SegmentInfo, error) {
+		if terr := f.Truncate(size); terr != nil {
+			err = errors.Join(err, fmt.Errorf("initrd: restoring %s to %d bytes: %w", name, size, terr))
+		}
+		return SegmentInfo{}, fmt.Errorf("initrd: append to %s: %w", name, err)
+	}
+	if _, err := f.Seek(size, io.SeekStart); err != nil {
+		return fail(err)
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	pad := (4 - size%4) % 4
+	if _, err := bw.Write(make([]byte, pad)); err != nil {
+		return fail(err)
+	}
+	info, err := WriteSegment(ctx, bw, seg, opt)
+	if err != nil {
+		return fail(err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	info.Offset = size + pad
+	return info, nil
+}

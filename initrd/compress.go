@@ -1,0 +1,350 @@
+package initrd
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/ulikunitz/xz"
+)
+
+// Compression is how one segment of an initrd is compressed.
+type Compression uint8
+
+// Compressions the kernel can unpack (each needs its CONFIG_RD_* option).
+const (
+	None Compression = iota
+	Gzip
+	Zstd
+	// XZ writes a single xz stream with CRC32 checks, the only check
+	// besides none that the kernel's xz decoder verifies.
+	XZ
+	// LZ4 writes the legacy lz4 format (lz4 -l), the only one the kernel
+	// reads. It has no end marker, so an LZ4 segment must be the last.
+	LZ4
+)
+
+var compressionNames = [...]string{"none", "gzip", "zstd", "xz", "lz4"}
+
+// String returns "none", "gzip", "zstd", "xz" or "lz4".
+func (c Compression) String() string {
+	if int(c) < len(compressionNames) {
+		return compressionNames[c]
+	}
+	return fmt.Sprintf("Compression(%d)", uint8(c))
+}
+
+// ParseCompression parses the names String returns (and "" as none).
+func ParseCompression(s string) (Compression, error) {
+	s = strings.ToLower(s)
+	if s == "" {
+		return None, nil
+	}
+	for i, n := range compressionNames {
+		if s == n {
+			return Compression(i), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: %q (want none, gzip, zstd, xz or lz4)", ErrCompression, s)
+}
+
+// DefaultChunkSize is the amount of archive data compressed as one
+// independent frame (zstd), member (gzip) or block (lz4).
+const DefaultChunkSize = 4 << 20
+
+// CompressOptions tune a compressor. The zero value is a good default.
+//
+// Output depends only on the compression, Level and ChunkSize, never on
+// Workers, so builds are byte-identical on any machine.
+type CompressOptions struct {
+	// Level is the compressor's level in its command-line tool's scale
+	// (zstd 1-22, gzip 1-9, xz 0-9, lz4 1-12); 0 picks the tool's default.
+	Level int
+	// Workers is how many chunks are compressed at once; 0 means
+	// runtime.GOMAXPROCS(0). xz always uses one.
+	Workers int
+	// ChunkSize is the uncompressed size of each independently compressed
+	// chunk; 0 means DefaultChunkSize. LZ4 caps it at 8 MiB, the kernel's
+	// block size.
+	ChunkSize int
+}
+
+// NewCompressor returns a writer that compresses what is written to it as
+// one initrd segment and writes the result to w. Close flushes it; it does
+// not close w. Memory use is bounded by about 2*Workers+2 chunks.
+//
+// zstd, gzip and lz4 cut the stream into chunks compressed independently
+// and in parallel, written in order as consecutive frames, members or
+// blocks: the kernel, zstd, gzip and lz4 all read those as one stream.
+func NewCompressor(w io.Writer, c Compression, opt CompressOptions) (io.WriteCloser, error) {
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	chunk := opt.ChunkSize
+	if chunk <= 0 {
+		chunk = DefaultChunkSize
+	}
+	switch c {
+	case None:
+		return nopCloser{w}, nil
+	case XZ:
+		cfg := xz.WriterConfig{CheckSum: xz.CRC32, DictCap: 8 << 20}
+		if opt.Level < 0 || opt.Level > 9 {
+			return nil, fmt.Errorf("%w: xz level %d (0-9)", ErrCompression, opt.Level)
+		}
+		xw, err := cfg.NewWriter(w)
+		if err != nil {
+			return nil, fmt.Errorf("initrd: xz: %w", err)
+		}
+		return xw, nil
+	case Zstd:
+		lvl := opt.Level
+		if lvl == 0 {
+			lvl = 3
+		}
+		if lvl < 1 || lvl > 22 {
+			return nil, fmt.Errorf("%w: zstd level %d (1-22)", ErrCompression, opt.Level)
+		}
+		enc, err := zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(lvl)),
+			zstd.WithEncoderConcurrency(workers),
+			zstd.WithEncoderCRC(true))
+		if err != nil {
+			return nil, fmt.Errorf("initrd: zstd: %w", err)
+		}
+		return newChunker(w, chunk, workers, func(dst, src []byte) ([]byte, error) {
+			return enc.EncodeAll(src, dst), nil
+		}, nil, enc.Close), nil
+	case Gzip:
+		lvl := opt.Level
+		if lvl == 0 {
+			lvl = 6
+		}
+		if lvl < 1 || lvl > 9 {
+			return nil, fmt.Errorf("%w: gzip level %d (1-9)", ErrCompression, opt.Level)
+		}
+		pool := sync.Pool{}
+		return newChunker(w, chunk, workers, func(dst, src []byte) ([]byte, error) {
+			buf := bytes.NewBuffer(dst)
+			zw, _ := pool.Get().(*gzip.Writer)
+			if zw == nil {
+				var err error
+				if zw, err = gzip.NewWriterLevel(buf, lvl); err != nil {
+					return nil, err
+				}
+			} else {
+				zw.Reset(buf)
+			}
+			defer pool.Put(zw)
+			if _, err := zw.Write(src); err != nil {
+				return nil, err
+			}
+			if err := zw.Close(); err != nil {
+				return nil, err
+			}
+			return buf.Bytes(), nil
+		}, nil, nil), nil
+	case LZ4:
+		if chunk > lz4LegacyBlock {
+			chunk = lz4LegacyBlock
+		}
+		lvl := opt.Level
+		if lvl < 0 || lvl > 12 {
+			return nil, fmt.Errorf("%w: lz4 level %d (1-12)", ErrCompression, opt.Level)
+		}
+		return newChunker(w, chunk, workers, func(dst, src []byte) ([]byte, error) {
+			bound := lz4.CompressBlockBound(len(src))
+			if cap(dst) < 4+bound {
+				dst = make([]byte, 0, 4+bound)
+			}
+			dst = dst[:4+bound]
+			var n int
+			var err error
+			if lvl > 2 {
+				c := lz4.CompressorHC{Level: lz4.CompressionLevel(1 << (8 + min(lvl, 9)))}
+				n, err = c.CompressBlock(src, dst[4:])
+			} else {
+				var c lz4.Compressor
+				n, err = c.CompressBlock(src, dst[4:])
+			}
+			if err != nil {
+				return nil, err
+			}
+			binary.LittleEndian.PutUint32(dst, uint32(n))
+			return dst[:4+n], nil
+		}, []byte{0x02, 0x21, 0x4c, 0x18}, nil), nil
+	}
+	return nil, fmt.Errorf("%w: %v", ErrCompression, c)
+}
+
+const lz4LegacyBlock = 8 << 20
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// chunker cuts its input into fixed-size chunks, compresses them on worker
+// goroutines and writes the results in input order. It owns its goroutines:
+// Close waits for all of them.
+type chunker struct {
+	w        io.Writer
+	size     int
+	compress func(dst, src []byte) ([]byte, error)
+	finish   func() error
+
+	cur     []byte
+	jobs    chan *chunkJob // to workers
+	order   chan *chunkJob // to the output goroutine, in input order
+	free    chan []byte    // recycled input buffers; bounds memory
+	done    chan struct{}  // closed when the output goroutine ends
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	err     error
+	closed  bool
+	outFree chan []byte
+}
+
+type chunkJob struct {
+	in, out []byte
+	err     error
+	ready   chan struct{}
+}
+
+func newChunker(w io.Writer, size, workers int, compress func(dst, src []byte) ([]byte, error), header []byte, finish func() error) *chunker {
+	inflight := 2*workers + 1
+	c := &chunker{
+		w: w, size: size, compress: compress,
+		jobs:    make(chan *chunkJob, inflight),
+		order:   make(chan *chunkJob, inflight),
+		free:    make(chan []byte, inflight+1),
+		outFree: make(chan []byte, inflight+1),
+		done:    make(chan struct{}),
+	}
+	c.finish = finish
+	for range inflight + 1 {
+		c.free <- nil
+		c.outFree <- nil
+	}
+	if len(header) > 0 {
+		if _, err := w.Write(header); err != nil {
+			c.setErr(err)
+		}
+	}
+	for range workers {
+		c.wg.Add(1)
+		go c.work()
+	}
+	go c.output()
+	c.cur = c.getBuf()
+	return c
+}
+
+func (c *chunker) getBuf() []byte {
+	b := <-c.free
+	if cap(b) < c.size {
+		b = make([]byte, 0, c.size)
+	}
+	return b[:0]
+}
+
+func (c *chunker) work() {
+	defer c.wg.Done()
+	for j := range c.jobs {
+		out := <-c.outFree
+		j.out, j.err = c.compress(out[:0], j.in)
+		close(j.ready)
+	}
+}
+
+func (c *chunker) output() {
+	defer close(c.done)
+	for j := range c.order {
+		<-j.ready
+		err := j.err
+		if err == nil && c.getErr() == nil {
+			_, err = c.w.Write(j.out)
+		}
+		if err != nil {
+			c.setErr(err)
+		}
+		c.free <- j.in
+		c.outFree <- j.out
+	}
+}
+
+func (c *chunker) setErr(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+}
+
+func (c *chunker) getErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *chunker) submit() {
+	j := &chunkJob{in: c.cur, ready: make(chan struct{})}
+	c.order <- j
+	c.jobs <- j
+	c.cur = nil
+}
+
+func (c *chunker) Write(p []byte) (int, error) {
+	if c.closed {
+		return 0, ErrClosed
+	}
+	if err := c.getErr(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for len(p) > 0 {
+		if c.cur == nil {
+			c.cur = c.getBuf()
+		}
+		k := min(len(p), c.size-len(c.cur))
+		c.cur = append(c.cur, p[:k]...)
+		p = p[k:]
+		n += k
+		if len(c.cur) == c.size {
+			c.submit()
+			if err := c.getErr(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// Close compresses what is buffered, waits for every chunk to be written
+// and stops the goroutines. It returns the first error.
+func (c *chunker) Close() error {
+	if c.closed {
+		return c.getErr()
+	}
+	c.closed = true
+	if len(c.cur) > 0 {
+		c.submit()
+	}
+	close(c.jobs)
+	close(c.order)
+	c.wg.Wait()
+	<-c.done
+	if c.finish != nil {
+		if err := c.finish(); err != nil {
+			c.setErr(err)
+		}
+	}
+	return c.getErr()
+}
