@@ -28,7 +28,7 @@ var NICModules = []string{
 // File is one file to put in an initrd.
 type File struct {
 	Path string      // path inside the initrd, without leading slash, e.g. "init"
-	Src  string      // file on the host to copy
+	Src  string      // file on the host to copy, or a directory copied as a tree
 	Mode os.FileMode // permission bits; 0 means 0o755 (executables and modules alike)
 }
 
@@ -83,6 +83,13 @@ func Initrd(t testing.TB, files []File) string {
 		dst := filepath.Join(stage, filepath.FromSlash(f.Path))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			t.Fatalf("vmtest: staging initrd: %v", err)
+		}
+		if st, err := os.Stat(f.Src); err == nil && st.IsDir() {
+			// A tree (a Nix store path): copy it with its symlinks.
+			if b, err := exec.Command("cp", "-a", f.Src, dst).CombinedOutput(); err != nil {
+				t.Fatalf("vmtest: staging initrd: cp -a %s: %v: %s", f.Src, err, b)
+			}
+			continue
 		}
 		b, err := os.ReadFile(f.Src)
 		if err != nil {

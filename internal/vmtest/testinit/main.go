@@ -13,6 +13,10 @@
 // or, if something is wrong, `NIXBOOT-E2E-FAIL <why>` followed by the same
 // power off. The test on the host waits for one of the two lines.
 //
+// With init=PATH on the command line it plays a NixOS-style stage 1: after
+// the OK line it execs PATH (a stage 2 from a Nix closure in the same
+// initramfs) instead of powering off.
+//
 // Run as anything other than PID 1 it mounts nothing, loads nothing and
 // does not power off, so its logic can be tried on a workstation.
 package main
@@ -39,8 +43,16 @@ const (
 func main() {
 	pid1 := os.Getpid() == 1
 	out := console()
-	line := run(pid1)
+	line, next := run(pid1)
 	fmt.Fprintln(out, line)
+	if pid1 && next != "" && strings.HasPrefix(line, okMarker) {
+		// Stage 1 hands over to the init= the command line names, as NixOS's
+		// stage 1 does once the store is in place (here: already in the
+		// initramfs, so no switch_root is needed).
+		fmt.Fprintln(out, "testinit: handing over to "+next)
+		err := unix.Exec(next, []string{next}, []string{"PATH=/bin", "TERM=linux"})
+		fmt.Fprintln(out, failMarker+" exec "+next+": "+err.Error())
+	}
 	if pid1 {
 		unix.Sync()
 		// Give the UART a moment to drain before the machine disappears.
@@ -67,34 +79,40 @@ func console() io.Writer {
 	return os.Stdout
 }
 
-// run does the work and returns the line to print.
-func run(pid1 bool) string {
+// run does the work and returns the line to print and, for a stage 1, the
+// init= program to hand over to.
+func run(pid1 bool) (string, string) {
+	line, args := check(pid1)
+	return line, args.init
+}
+
+func check(pid1 bool) (string, cmdArgs) {
 	if pid1 {
 		if err := mountAll(); err != nil {
-			return failMarker + " " + err.Error()
+			return failMarker + " " + err.Error(), cmdArgs{}
 		}
 		if err := loadModules(moduleDir); err != nil {
-			return failMarker + " " + err.Error()
+			return failMarker + " " + err.Error(), cmdArgs{}
 		}
 	}
 	raw, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
-		return failMarker + " reading /proc/cmdline: " + err.Error()
+		return failMarker + " reading /proc/cmdline: " + err.Error(), cmdArgs{}
 	}
 	cmdline := strings.TrimSpace(string(raw))
 	args := parseCmdline(cmdline)
 	wait := 0 * time.Second
-	if pid1 {
+	if pid1 && pciNICs("/sys/bus/pci/devices") > 0 {
 		wait = 20 * time.Second
 	}
 	if missing := missingPaths(args.checks); len(missing) > 0 {
-		return failMarker + " missing paths: " + strings.Join(missing, ",")
+		return failMarker + " missing paths: " + strings.Join(missing, ","), args
 	}
 	macs, err := waitMACs("/sys/class/net", wait)
 	if err != nil {
-		return failMarker + " " + err.Error()
+		return failMarker + " " + err.Error(), cmdArgs{}
 	}
-	return marker(args.token, macs, cmdline)
+	return marker(args.token, macs, cmdline), args
 }
 
 // marker renders the success line.
@@ -113,6 +131,7 @@ func marker(token string, macs []string, cmdline string) string {
 type cmdArgs struct {
 	token  string   // nbv.token=
 	checks []string // nbv.check=a,b (repeatable)
+	init   string   // init=: testinit then acts as a stage 1 and execs it
 }
 
 // parseCmdline reads the nbv.* parameters. Quoting is not needed: tokens and
@@ -127,6 +146,8 @@ func parseCmdline(s string) cmdArgs {
 		switch k {
 		case "nbv.token":
 			a.token = v
+		case "init":
+			a.init = v
 		case "nbv.check":
 			for _, p := range strings.Split(v, ",") {
 				if p != "" {
@@ -203,6 +224,23 @@ func waitMACs(sysDir string, wait time.Duration) ([]string, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// pciNICs counts the PCI network controllers (class 0x02xxxx), so that a VM
+// without a NIC does not wait for one.
+func pciNICs(dir string) int {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "class"))
+		if err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), "0x02") {
+			n++
+		}
+	}
+	return n
 }
 
 func readMACs(sysDir string) ([]string, error) {

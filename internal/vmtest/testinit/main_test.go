@@ -23,6 +23,7 @@ func TestParseCmdline(t *testing.T) {
 		{"token and checks", "console=ttyS0 nbv.token=abc nbv.check=/a,/b nbv.check=/c quiet",
 			cmdArgs{token: "abc", checks: []string{"/a", "/b", "/c"}}},
 		{"last token wins", "nbv.token=a nbv.token=b", cmdArgs{token: "b"}},
+		{"stage 1", "init=/nix/store/abc-toplevel/init nbv.token=n", cmdArgs{token: "n", init: "/nix/store/abc-toplevel/init"}},
 		{"empty check items skipped", "nbv.check=,/a,", cmdArgs{checks: []string{"/a"}}},
 		{"flags without value ignored", "nbv.token quiet", cmdArgs{}},
 	}
@@ -103,4 +104,14 @@ func FuzzParseMarker(f *testing.F) {
 		}
 		assert.Equal(t, m, again)
 	})
+}
+
+func TestPCINICs(t *testing.T) {
+	dir := t.TempDir()
+	for name, class := range map[string]string{"0000:00:02.0": "0x020000", "0000:00:01.0": "0x060100", "0000:00:03.0": "0x020000"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, name), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name, "class"), []byte(class+"\n"), 0o644))
+	}
+	assert.Equal(t, 2, pciNICs(dir))
+	assert.Equal(t, 0, pciNICs(filepath.Join(dir, "missing")))
 }
