@@ -1,0 +1,237 @@
+package disk
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// everyFS declares one partition of each filesystem type.
+func everyFS() Layout {
+	return Layout{Seed: "every-fs", Partitions: []Partition{
+		{Name: "ESP", Type: "esp", Size: Fixed(100 * MiB), Attributes: 1,
+			Filesystem: &Filesystem{Type: FSVFAT, Label: "ESP", UUID: "12AB-34CD"}},
+		{Name: "root", Type: "root-x86-64", Size: Fixed(400 * MiB), Attributes: 1 << 59,
+			Filesystem: &Filesystem{Type: FSExt4, Label: "nixos", UUID: "0f1e2d3c-4b5a-4968-8776-655443322110"}},
+		{Name: "swap", Type: "swap", Size: Fixed(64 * MiB), Filesystem: &Filesystem{Type: FSSwap, Label: "swap"}},
+		{Name: "var", Type: "var", Size: Fixed(400 * MiB), Filesystem: &Filesystem{Type: FSXFS, Label: "var"}},
+		{Name: "home", Type: "home", Size: Rest(), Filesystem: &Filesystem{Type: FSBtrfs, Label: "home"}},
+	}}
+}
+
+// blkidExport returns blkid -p -o export as a map.
+func blkidExport(t *testing.T, dev string) map[string]string {
+	t.Helper()
+	out, code := tool(t, "blkid", "-p", "-o", "export", dev)
+	require.Equal(t, 0, code, out)
+	m := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+type sfdiskDump struct {
+	PartitionTable struct {
+		Label      string `json:"label"`
+		ID         string `json:"id"`
+		SectorSize int    `json:"sectorsize"`
+		Partitions []struct {
+			Start uint64 `json:"start"`
+			Size  uint64 `json:"size"`
+			Type  string `json:"type"`
+			UUID  string `json:"uuid"`
+			Name  string `json:"name"`
+		} `json:"partitions"`
+	} `json:"partitiontable"`
+}
+
+// requireTableIs checks, with sfdisk --json, that dev holds the plan's table.
+func requireTableIs(t *testing.T, dev string, p Plan) {
+	t.Helper()
+	out, code := tool(t, "sfdisk", "--json", dev)
+	require.Equal(t, 0, code, out)
+	var d sfdiskDump
+	require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &d), out)
+	require.Equal(t, "gpt", d.PartitionTable.Label)
+	assert.Equal(t, p.DiskGUID, d.PartitionTable.ID)
+	require.Len(t, d.PartitionTable.Partitions, len(p.Partitions))
+	for i, pp := range p.Partitions {
+		got := d.PartitionTable.Partitions[i]
+		assert.Equal(t, pp.FirstLBA, got.Start, "partition %d start", pp.Number)
+		assert.Equal(t, pp.LastLBA-pp.FirstLBA+1, got.Size, "partition %d size", pp.Number)
+		assert.Equal(t, pp.Type, got.Type)
+		assert.Equal(t, pp.GUID, got.UUID)
+		assert.Equal(t, pp.Name, got.Name)
+	}
+}
+
+func TestApplyImageEveryFilesystem(t *testing.T) {
+	img := newImage(t, 2*GiB)
+	l := everyFS()
+	p := planApply(t, img, l, InspectOptions{})
+
+	requireSgdiskClean(t, img)
+	requireTableIs(t, img, p)
+	out, _ := tool(t, "sgdisk", "-i", "2", img)
+	assert.Contains(t, out, "Attribute flags: 0800000000000000")
+
+	d, err := Inspect(context.Background(), img, InspectOptions{})
+	require.NoError(t, err)
+	require.Empty(t, d.Problems)
+	// Inspect equals the layout.
+	for i, lp := range l.Partitions {
+		got := d.Partitions[i]
+		typ, _ := TypeGUID(lp.Type)
+		assert.Equal(t, typ, got.Type)
+		assert.Equal(t, lp.Name, got.Name)
+		assert.Equal(t, lp.Attributes, got.Attributes)
+		require.NotNil(t, got.Filesystem, lp.Name)
+		assert.Equal(t, lp.Filesystem.Type, got.Filesystem.Type)
+		assert.Equal(t, lp.Filesystem.Label, got.Filesystem.Label)
+	}
+	assert.Equal(t, "12AB-34CD", d.Partitions[0].Filesystem.UUID)
+	assert.Equal(t, "0f1e2d3c-4b5a-4968-8776-655443322110", d.Partitions[1].Filesystem.UUID)
+
+	// The real tools agree, partition by partition.
+	want := []struct{ typ, check string }{{"vfat", "fsck.fat"}, {"ext4", "e2fsck"}, {"swap", ""}, {"xfs", "xfs_repair"}, {"btrfs", "btrfs"}}
+	for i, w := range want {
+		dev := partLoop(t, img, d, i+1)
+		b := blkidExport(t, dev)
+		assert.Equal(t, w.typ, b["TYPE"], "partition %d", i+1)
+		assert.Equal(t, l.Partitions[i].Filesystem.Label, b["LABEL"], "partition %d", i+1)
+		assert.True(t, strings.EqualFold(d.Partitions[i].Filesystem.UUID, b["UUID"]), "partition %d uuid %s vs %s", i+1, d.Partitions[i].Filesystem.UUID, b["UUID"])
+		var out string
+		var code int
+		switch w.check {
+		case "fsck.fat":
+			out, code = tool(t, "fsck.fat", "-n", dev)
+		case "e2fsck":
+			out, code = tool(t, "e2fsck", "-fn", dev)
+		case "xfs_repair":
+			out, code = tool(t, "xfs_repair", "-n", dev)
+		case "btrfs":
+			out, code = tool(t, "btrfs", "check", "--readonly", dev)
+		}
+		assert.Equal(t, 0, code, "%s on partition %d: %s", w.check, i+1, out)
+	}
+
+	// Planning again finds nothing to do; applying the old plan again is a
+	// no-op that writes nothing.
+	again, err := MakePlan(d, l, PlanOptions{})
+	require.NoError(t, err)
+	assert.True(t, again.Empty(), again.String())
+	before := hashFile(t, img)
+	require.NoError(t, Apply(context.Background(), p, ApplyOptions{}))
+	require.NoError(t, Apply(context.Background(), again, ApplyOptions{}))
+	assert.Equal(t, before, hashFile(t, img))
+}
+
+// dataLayout has a raw data partition (no filesystem) that the safety
+// tests fill with random bytes.
+func dataLayout(rootSize Size, extra ...Partition) Layout {
+	l := Layout{Seed: "safety", Partitions: []Partition{
+		{Name: "ESP", Type: "esp", Size: Fixed(64 * MiB), Filesystem: &Filesystem{Type: FSVFAT, Label: "ESP"}},
+		{Name: "data", Type: "linux", Size: Fixed(8 * MiB)},
+		{Name: "root", Type: "root-x86-64", Size: rootSize, Filesystem: &Filesystem{Type: FSExt4, Label: "nixos"}},
+	}}
+	l.Partitions = append(l.Partitions, extra...)
+	return l
+}
+
+// fillData writes random bytes over partition 2 and returns the hashes of
+// partitions 1-3 (keyed by number).
+func fillData(t *testing.T, img string) map[int]string {
+	t.Helper()
+	d, err := Inspect(context.Background(), img, InspectOptions{})
+	require.NoError(t, err)
+	f, err := os.OpenFile(img, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	buf := make([]byte, d.Partitions[1].Size)
+	_, _ = rand.Read(buf)
+	_, err = f.WriteAt(buf, int64(d.Partitions[1].Start))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	return partHashes(t, img, d)
+}
+
+func partHashes(t *testing.T, img string, d Disk) map[int]string {
+	t.Helper()
+	out := map[int]string{}
+	for _, p := range d.Partitions {
+		out[p.Number] = hashRange(t, img, int64(p.Start), int64(p.Size))
+	}
+	return out
+}
+
+func TestDataSafety(t *testing.T) {
+	ctx := context.Background()
+	img := newImage(t, 640*MiB)
+	planApply(t, img, dataLayout(Fixed(200*MiB)), InspectOptions{})
+	kept := fillData(t, img)
+	before, err := Inspect(ctx, img, InspectOptions{})
+	require.NoError(t, err)
+
+	t.Run("destructive layouts are refused and change nothing", func(t *testing.T) {
+		for name, l := range map[string]Layout{
+			"shrink root":     dataLayout(Fixed(100 * MiB)),
+			"retype data":     func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[1].Type = "home"; return l }(),
+			"move data":       func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[0].Size = Fixed(32 * MiB); return l }(),
+			"format data":     func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[1].Filesystem = &Filesystem{Type: FSExt4}; return l }(),
+			"reformat root":   func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[2].Filesystem.Type = FSXFS; return l }(),
+			"relabel root fs": func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[2].Filesystem.Label = "other"; return l }(),
+		} {
+			t.Run(name, func(t *testing.T) {
+				whole := hashFile(t, img)
+				p, err := MakePlan(before, l, PlanOptions{})
+				require.ErrorIs(t, err, ErrRefused)
+				assert.NotEmpty(t, p.Refused())
+				require.ErrorIs(t, Apply(ctx, p, ApplyOptions{}), ErrRefused)
+				assert.Equal(t, whole, hashFile(t, img), "disk changed")
+			})
+		}
+	})
+
+	t.Run("grow and add keep data", func(t *testing.T) {
+		l := dataLayout(Fixed(400*MiB), Partition{Name: "home", Type: "home", Size: Rest(), Filesystem: &Filesystem{Type: FSExt4, Label: "home"}})
+		p, err := MakePlan(before, l, PlanOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, []ActionKind{ActionKeep, ActionKeep, ActionGrow, ActionCreate}, kinds(p))
+		require.NoError(t, Apply(ctx, p, ApplyOptions{WorkDir: t.TempDir()}))
+		requireSgdiskClean(t, img)
+		requireTableIs(t, img, p)
+		for n, h := range kept {
+			pi := before.Partitions[n-1]
+			assert.Equal(t, h, hashRange(t, img, int64(pi.Start), int64(pi.Size)), "partition %d data", n)
+		}
+		after, err := Inspect(ctx, img, InspectOptions{})
+		require.NoError(t, err)
+		again, err := MakePlan(after, l, PlanOptions{})
+		require.NoError(t, err)
+		assert.True(t, again.Empty(), again.String())
+	})
+}
+
+func TestApplyStalePlan(t *testing.T) {
+	ctx := context.Background()
+	img := newImage(t, 256*MiB)
+	d, err := Inspect(ctx, img, InspectOptions{})
+	require.NoError(t, err)
+	l := Layout{Partitions: []Partition{{Name: "a", Type: "linux", Size: Fixed(16 * MiB)}}}
+	p, err := MakePlan(d, l, PlanOptions{})
+	require.NoError(t, err)
+	// Someone else partitions the disk in between.
+	other := Layout{Partitions: []Partition{{Name: "b", Type: "swap", Size: Fixed(32 * MiB)}}}
+	planApply(t, img, other, InspectOptions{})
+	whole := hashFile(t, img)
+	require.ErrorIs(t, Apply(ctx, p, ApplyOptions{}), ErrStale)
+	assert.Equal(t, whole, hashFile(t, img))
+}
