@@ -182,10 +182,14 @@ func TestDataSafety(t *testing.T) {
 
 	t.Run("destructive layouts are refused and change nothing", func(t *testing.T) {
 		for name, l := range map[string]Layout{
-			"shrink root":     dataLayout(Fixed(100 * MiB)),
-			"retype data":     func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[1].Type = "home"; return l }(),
-			"move data":       func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[0].Size = Fixed(32 * MiB); return l }(),
-			"format data":     func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[1].Filesystem = &Filesystem{Type: FSExt4}; return l }(),
+			"shrink root": dataLayout(Fixed(100 * MiB)),
+			"retype data": func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[1].Type = "home"; return l }(),
+			"move data":   func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[0].Size = Fixed(32 * MiB); return l }(),
+			"format data": func() Layout {
+				l := dataLayout(Fixed(200 * MiB))
+				l.Partitions[1].Filesystem = &Filesystem{Type: FSExt4}
+				return l
+			}(),
 			"reformat root":   func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[2].Filesystem.Type = FSXFS; return l }(),
 			"relabel root fs": func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[2].Filesystem.Label = "other"; return l }(),
 		} {
