@@ -1,0 +1,48 @@
+package pxe
+
+import (
+	"fmt"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// ListenPacket opens the UDP socket a DHCP or PXE boot server needs:
+// 0.0.0.0:port with SO_BROADCAST, bound to the device ifname with
+// SO_BINDTODEVICE (needs CAP_NET_RAW) when ifname is not "".
+//
+// Unlike dhcpv4/server4's socket it sets neither SO_REUSEADDR nor
+// SO_REUSEPORT, so a second server on the same port and device fails with
+// "address already in use" instead of silently splitting the traffic. Two
+// sockets bound to different devices may share a port, which is how one
+// process serves several interfaces.
+//
+// Binding to 0.0.0.0 rather than the interface's address is deliberate:
+// Linux delivers broadcast DISCOVERs only to sockets bound to the wildcard
+// address. The socket is created in the caller's network namespace.
+func ListenPacket(ifname string, port int) (*net.UDPConn, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, fmt.Errorf("pxe: UDP socket for %s:%d: %w", ifname, port, err)
+	}
+	// FilePacketConn dups fd, so this file is closed in every case.
+	f := os.NewFile(uintptr(fd), fmt.Sprintf("udp:%s:%d", ifname, port))
+	defer f.Close()
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BROADCAST, 1); err != nil {
+		return nil, fmt.Errorf("pxe: SO_BROADCAST on %s:%d: %w", ifname, port, err)
+	}
+	if ifname != "" {
+		if err := unix.BindToDevice(fd, ifname); err != nil {
+			return nil, fmt.Errorf("pxe: bind to device %s: %w", ifname, err)
+		}
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: port}); err != nil {
+		return nil, fmt.Errorf("pxe: bind 0.0.0.0:%d on %q: %w", port, ifname, err)
+	}
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("pxe: socket for %s:%d: %w", ifname, port, err)
+	}
+	return pc.(*net.UDPConn), nil
+}

@@ -1,0 +1,657 @@
+package pxe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+)
+
+// Mode selects what a Server answers on port 67.
+type Mode int
+
+const (
+	// ModeProxy is proxyDHCP (PXE 2.1 section 2.2.2): another server
+	// assigns addresses, this one only adds boot information for PXE and
+	// HTTP boot clients, and also answers the PXE boot server port 4011.
+	// It is the zero value because it cannot disturb an existing network.
+	ModeProxy Mode = iota
+	// ModeFull is a full DHCP server (RFC 2131) for Server.Network, with
+	// boot information for clients that boot from the network.
+	ModeFull
+)
+
+// String returns "proxy" or "full".
+func (m Mode) String() string {
+	switch m {
+	case ModeProxy:
+		return "proxy"
+	case ModeFull:
+		return "full"
+	}
+	return fmt.Sprintf("mode(%d)", int(m))
+}
+
+// UEFIProxy is how a proxyDHCP server answers UEFI PXE firmware that is
+// not iPXE. Firmware disagrees here, hence an explicit choice.
+type UEFIProxy int
+
+const (
+	// UEFIDirect (zero) puts the boot file, siaddr and option 54 in the
+	// port-67 proxy OFFER, as for BIOS. Firmware that never contacts port
+	// 4011 (reported for HP DL380 Gen9) boots this way, and EDK2/OVMF
+	// accepts it.
+	UEFIDirect UEFIProxy = iota
+	// UEFISteer sends UEFI firmware a proxy OFFER with "PXEClient", option
+	// 54 and siaddr but no boot file and no option 43, which EDK2 reads as
+	// "ask the boot server": it then sends a REQUEST to port 4011, answered
+	// with the boot file. This is what dnsmasq and Pixiecore do; it needs
+	// the 4011 socket.
+	UEFISteer
+)
+
+// String returns "direct" or "steer".
+func (u UEFIProxy) String() string {
+	if u == UEFISteer {
+		return "steer"
+	}
+	return "direct"
+}
+
+// Server answers DHCP for network boot on one interface. Set the exported
+// fields before calling Serve and do not change them afterwards; Serve
+// reads them once and never writes defaults back. A Server serves once.
+type Server struct {
+	// Interface is the network device to serve. Sockets Serve opens are
+	// bound to it (SO_BINDTODEVICE, needs CAP_NET_RAW), so replies leave
+	// through it. "" binds to no device, which only makes sense with Conn
+	// and BootConn given (tests on loopback).
+	Interface string
+	// ServerIP is this server's IPv4 address on Interface: option 54 and
+	// the default siaddr (next server). Required.
+	ServerIP net.IP
+	// Conn is the DHCP socket (port 67). nil makes Serve open
+	// ListenPacket(Interface, 67). Serve closes it either way.
+	Conn net.PacketConn
+	// BootConn is the PXE boot server socket (port 4011), used in
+	// ModeProxy. nil makes Serve open ListenPacket(Interface, 4011) in
+	// ModeProxy and nothing in ModeFull. Serve closes it either way.
+	BootConn net.PacketConn
+	// Mode is proxyDHCP (zero) or full DHCP.
+	Mode Mode
+	// UEFI chooses how proxy mode answers UEFI PXE firmware; zero is
+	// UEFIDirect. Ignored in ModeFull, whose OFFERs always carry the boot
+	// file.
+	UEFI UEFIProxy
+	// Network is the subnet served in ModeFull; required there, ignored in
+	// ModeProxy.
+	Network *Network
+	// Policy decides what clients boot. nil means no boot information: a
+	// plain DHCP server in ModeFull, and no answers at all in ModeProxy.
+	Policy Policy
+	// PolicyTimeout bounds one Policy call, because firmware gives up
+	// after a few seconds. Zero means 2 s.
+	PolicyTimeout time.Duration
+	// Allow, when not empty, is the list of MACs that get answers; others
+	// are ignored. Empty (or nil) allows every MAC.
+	Allow []net.HardwareAddr
+	// Deny lists MACs that never get answers; it wins over Allow.
+	Deny []net.HardwareAddr
+	// LeaseFile stores ModeFull leases, rewritten atomically before each
+	// ACK; "" keeps leases in memory only. A corrupt file makes Serve fail
+	// with ErrLeaseFile and is never overwritten. While Serve runs it holds
+	// an flock on LeaseFile + ".lock".
+	LeaseFile string
+	// Workers bounds the packets handled at once (per socket). Zero means
+	// 32. Packets beyond that wait in the socket's kernel buffer.
+	Workers int
+	// Logger receives Debug per packet, Info per boot decision and Error
+	// for the server's own failures. nil discards.
+	Logger *slog.Logger
+
+	mu      sync.Mutex
+	started bool
+	table   *leaseTable
+}
+
+// state is the configuration Serve works from, with defaults filled in.
+type state struct {
+	s       *Server
+	self    net.IP
+	log     *slog.Logger
+	policy  Policy
+	timeout time.Duration
+	allow   map[string]bool
+	deny    map[string]bool
+	table   *leaseTable
+}
+
+// Serve answers DHCP until ctx is cancelled, then closes its sockets,
+// waits for packets in flight and returns nil. Any other return is the
+// first real failure: invalid configuration (ErrConfig), a socket that
+// cannot be opened (another server on the port: "address already in
+// use"), an unusable lease file (ErrLeaseFile) or a socket read error.
+// Calling Serve a second time is an error.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: Serve called twice", ErrConfig)
+	}
+	s.started = true
+	s.mu.Unlock()
+
+	st, err := s.prepare()
+	if err != nil {
+		closeAll(s.Conn, s.BootConn)
+		return err
+	}
+	if st.table != nil && st.table.store != nil {
+		defer st.table.store.close()
+	}
+	conns, err := s.open()
+	if err != nil {
+		return err
+	}
+	workers := s.Workers
+	if workers <= 0 {
+		workers = 32
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	for _, pc := range conns {
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := st.loop(ctx, pc.conn, pc.boot); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					cancel()
+				}
+			}()
+		}
+	}
+	st.log.Info("pxe: serving", "interface", s.Interface, "mode", s.Mode.String(), "ip", st.self.String())
+	<-ctx.Done()
+	for _, pc := range conns {
+		pc.conn.Close()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+type servedConn struct {
+	conn net.PacketConn
+	boot bool // the port-4011 boot server
+}
+
+func (s *Server) open() ([]servedConn, error) {
+	conn := s.Conn
+	if conn == nil {
+		c, err := ListenPacket(s.Interface, dhcpv4.ServerPort)
+		if err != nil {
+			closeAll(s.BootConn)
+			return nil, err
+		}
+		conn = c
+	}
+	conns := []servedConn{{conn: conn}}
+	if s.Mode == ModeProxy {
+		boot := s.BootConn
+		if boot == nil {
+			c, err := ListenPacket(s.Interface, PXEBootServerPort)
+			if err != nil {
+				conn.Close()
+				return nil, err
+			}
+			boot = c
+		}
+		conns = append(conns, servedConn{conn: boot, boot: true})
+	} else if s.BootConn != nil {
+		conns = append(conns, servedConn{conn: s.BootConn, boot: true})
+	}
+	return conns, nil
+}
+
+// PXEBootServerPort is the UDP port of the PXE boot server (PXE 2.1
+// section 2.2.2).
+const PXEBootServerPort = 4011
+
+func closeAll(cs ...net.PacketConn) {
+	for _, c := range cs {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+func (s *Server) prepare() (*state, error) {
+	st := &state{
+		s:       s,
+		log:     s.Logger,
+		policy:  s.Policy,
+		timeout: s.PolicyTimeout,
+	}
+	if st.log == nil {
+		st.log = slog.New(slog.DiscardHandler)
+	}
+	if st.timeout <= 0 {
+		st.timeout = 2 * time.Second
+	}
+	st.self = s.ServerIP.To4()
+	if st.self == nil || st.self.IsUnspecified() {
+		return nil, fmt.Errorf("%w: Server.ServerIP %q is not an IPv4 address", ErrConfig, s.ServerIP)
+	}
+	if s.Mode != ModeProxy && s.Mode != ModeFull {
+		return nil, fmt.Errorf("%w: unknown Server.Mode %d", ErrConfig, int(s.Mode))
+	}
+	if s.Conn == nil && s.Interface == "" {
+		return nil, fmt.Errorf("%w: Server needs Interface or Conn", ErrConfig)
+	}
+	if len(s.Allow) > 0 {
+		st.allow = map[string]bool{}
+		for _, m := range s.Allow {
+			st.allow[m.String()] = true
+		}
+	}
+	st.deny = map[string]bool{}
+	for _, m := range s.Deny {
+		st.deny[m.String()] = true
+	}
+	if s.Mode == ModeFull {
+		if s.Network == nil {
+			return nil, fmt.Errorf("%w: ModeFull needs Server.Network", ErrConfig)
+		}
+		t, err := newLeaseTable(s.Network)
+		if err != nil {
+			return nil, err
+		}
+		if s.LeaseFile != "" {
+			store, ls, err := openLeaseStore(s.LeaseFile)
+			if err != nil {
+				return nil, err
+			}
+			if err := t.load(ls, s.LeaseFile); err != nil {
+				store.close()
+				return nil, err
+			}
+			store.written = t.gen
+			t.store = store
+		}
+		st.table = t
+		s.mu.Lock()
+		s.table = t
+		s.mu.Unlock()
+	}
+	return st, nil
+}
+
+// Leases returns the committed leases of a running or finished ModeFull
+// server, sorted by address; nil before Serve. Safe for concurrent use.
+func (s *Server) Leases() []Lease {
+	s.mu.Lock()
+	t := s.table
+	s.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	return t.leases()
+}
+
+// maxPacket is larger than any DHCP packet on an Ethernet (1500 MTU).
+const maxPacket = 4096
+
+func (st *state) loop(ctx context.Context, conn net.PacketConn, boot bool) error {
+	buf := make([]byte, maxPacket)
+	for {
+		n, peer, err := conn.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("pxe: read on %s: %w", conn.LocalAddr(), err)
+		}
+		st.handlePacket(ctx, conn, peer, buf[:n], boot)
+	}
+}
+
+func (st *state) handlePacket(ctx context.Context, conn net.PacketConn, peer net.Addr, b []byte, boot bool) {
+	req, err := dhcpv4.FromBytes(b)
+	if err != nil {
+		st.log.Debug("pxe: unparsable packet", "remote", peer.String(), "bytes", len(b), "err", err)
+		return
+	}
+	reply, err := st.respond(ctx, req, boot)
+	if errors.Is(err, ErrPoolExhausted) || errors.Is(err, ErrReplyTooLarge) {
+		st.log.Error("pxe: cannot answer", "mac", req.ClientHWAddr.String(), "remote", peer.String(), "err", err)
+		return
+	}
+	if err != nil {
+		st.log.Debug("pxe: no reply", "mac", req.ClientHWAddr.String(), "remote", peer.String(), "err", err)
+		return
+	}
+	if reply == nil {
+		return
+	}
+	dest := replyAddr(req, reply, peer)
+	if _, err := conn.WriteTo(reply.b, dest); err != nil && ctx.Err() == nil {
+		st.log.Error("pxe: send reply", "mac", req.ClientHWAddr.String(), "remote", dest.String(), "err", err)
+	}
+}
+
+// replyAddr applies RFC 2131 section 4.1: relayed requests are answered
+// to the relay's port 67; clients that have an address (a unicast source,
+// as when renewing or asking the boot server) get a unicast reply to it;
+// clients without one get a broadcast, since a UDP socket cannot send to an
+// address the client does not yet answer ARP for.
+func replyAddr(req *dhcpv4.DHCPv4, reply *builtReply, peer net.Addr) net.Addr {
+	if gi := req.GatewayIPAddr.To4(); gi != nil && !gi.IsUnspecified() {
+		return &net.UDPAddr{IP: gi, Port: dhcpv4.ServerPort}
+	}
+	if u, ok := peer.(*net.UDPAddr); ok && u.IP != nil && !u.IP.IsUnspecified() {
+		return u
+	}
+	if ci := req.ClientIPAddr.To4(); ci != nil && !ci.IsUnspecified() {
+		return &net.UDPAddr{IP: ci, Port: dhcpv4.ClientPort}
+	}
+	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+}
+
+type builtReply struct {
+	b []byte
+}
+
+func (st *state) allowed(mac net.HardwareAddr) bool {
+	k := mac.String()
+	if st.deny[k] {
+		return false
+	}
+	return st.allow == nil || st.allow[k]
+}
+
+// respond computes the reply to one request, or nil for none.
+func (st *state) respond(ctx context.Context, req *dhcpv4.DHCPv4, boot bool) (*builtReply, error) {
+	if req.OpCode != dhcpv4.OpcodeBootRequest {
+		return nil, ErrNotRequest
+	}
+	c, cerr := ClientFromRequest(req)
+	if !st.allowed(c.MAC) {
+		return nil, fmt.Errorf("pxe: %s not allowed", c.MAC)
+	}
+	if c.MessageType == dhcpv4.MessageTypeNone {
+		return nil, ErrNoMessageType
+	}
+	st.log.Debug("pxe: request", "mac", c.MAC.String(), "type", c.MessageType.String(), "arch", archNumbers(c.Archs), "vendor", c.Vendor.Raw, "ipxe", c.IsIPXE(), "relay", ipString(c.RelayAddr))
+	var r *dhcpv4.DHCPv4
+	var err error
+	switch {
+	case boot:
+		r, err = st.bootServer(ctx, req, c, cerr)
+	case st.s.Mode == ModeProxy:
+		r, err = st.proxy(ctx, req, c, cerr)
+	default:
+		r, err = st.full(ctx, req, c, cerr)
+	}
+	if err != nil || r == nil {
+		return nil, err
+	}
+	b, err := Marshal(r, SizeLimit(c))
+	if err != nil {
+		return nil, err
+	}
+	st.log.Debug("pxe: reply", "mac", c.MAC.String(), "type", r.MessageType().String(), "ip", ipString(r.YourIPAddr), "file", r.BootFileName, "bytes", len(b))
+	return &builtReply{b: b}, nil
+}
+
+// decide runs the policy for network-boot clients. ok is false when the
+// client gets no boot information.
+func (st *state) decide(ctx context.Context, c Client, cerr error) (Answer, bool) {
+	if st.policy == nil || !(c.IsPXE() || c.IsHTTPBoot() || c.IsIPXE()) {
+		return Answer{}, false
+	}
+	if cerr != nil {
+		st.log.Info("pxe: malformed boot options, no boot information", "mac", c.MAC.String(), "err", cerr)
+		return Answer{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, st.timeout)
+	defer cancel()
+	a, err := st.policy.Decide(ctx, c)
+	arch, _ := c.Arch()
+	switch {
+	case errors.Is(err, ErrNoBoot):
+		st.log.Info("pxe: nothing to boot", "mac", c.MAC.String(), "arch", int(arch), "err", err)
+		return Answer{}, false
+	case err != nil:
+		st.log.Error("pxe: boot policy failed", "mac", c.MAC.String(), "arch", int(arch), "err", err)
+		return Answer{}, false
+	}
+	if err := CheckBootFile(a.BootFile); err != nil {
+		st.log.Error("pxe: boot policy answer unusable", "mac", c.MAC.String(), "err", err)
+		return Answer{}, false
+	}
+	st.log.Info("pxe: boot", "mac", c.MAC.String(), "arch", int(arch), "firmware", c.Firmware().String(), "ipxe", c.IsIPXE(), "file", a.BootFile)
+	return a, true
+}
+
+func (st *state) base(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
+	r, err := dhcpv4.NewReplyFromRequest(req,
+		dhcpv4.WithMessageType(mt),
+		WithServerID(st.self),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("pxe: reply to %s: %w", req.ClientHWAddr, err)
+	}
+	return r, nil
+}
+
+func (st *state) withAnswer(r *dhcpv4.DHCPv4, c Client, a Answer) error {
+	m, err := WithAnswer(c, a, st.self)
+	if err != nil {
+		return err
+	}
+	m(r)
+	return nil
+}
+
+// proxy answers port 67 in ModeProxy: a PXE DISCOVER gets an OFFER without
+// an address; a REQUEST that selected this server gets the same as an ACK.
+func (st *state) proxy(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr error) (*dhcpv4.DHCPv4, error) {
+	var mt dhcpv4.MessageType
+	switch c.MessageType {
+	case dhcpv4.MessageTypeDiscover:
+		mt = dhcpv4.MessageTypeOffer
+	case dhcpv4.MessageTypeRequest:
+		if !c.ServerID.Equal(st.self) {
+			return nil, nil
+		}
+		mt = dhcpv4.MessageTypeAck
+	default:
+		return nil, nil
+	}
+	if !c.IsPXE() && !c.IsHTTPBoot() {
+		return nil, nil
+	}
+	a, ok := st.decide(ctx, c, cerr)
+	if !ok {
+		return nil, nil
+	}
+	r, err := st.base(req, mt)
+	if err != nil {
+		return nil, err
+	}
+	if st.steer(c) {
+		// No boot file and no option 43: EDK2 then asks port 4011.
+		WithVendorClass(vendorPXE)(r)
+		WithNextServer(st.self, "")(r)
+		return r, nil
+	}
+	return r, st.withAnswer(r, c, a)
+}
+
+func (st *state) steer(c Client) bool {
+	return st.s.UEFI == UEFISteer && c.Firmware().IsEFI() && !c.IsIPXE() && !c.IsHTTPBoot()
+}
+
+// bootServer answers port 4011: a REQUEST (or INFORM) gets an ACK with the
+// boot file and no address. iPXE sends it unicast with xid 0, so nothing
+// is matched by xid.
+func (st *state) bootServer(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr error) (*dhcpv4.DHCPv4, error) {
+	if c.MessageType != dhcpv4.MessageTypeRequest && c.MessageType != dhcpv4.MessageTypeInform {
+		return nil, nil
+	}
+	a, ok := st.decide(ctx, c, cerr)
+	if !ok {
+		return nil, nil
+	}
+	r, err := st.base(req, dhcpv4.MessageTypeAck)
+	if err != nil {
+		return nil, err
+	}
+	return r, st.withAnswer(r, c, a)
+}
+
+// full answers port 67 in ModeFull.
+func (st *state) full(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr error) (*dhcpv4.DHCPv4, error) {
+	t := st.table
+	if c.RelayAddr != nil {
+		ip, _ := netip.AddrFromSlice(c.RelayAddr)
+		if !t.prefix.Contains(ip) {
+			return nil, fmt.Errorf("pxe: relay %s of %s is outside %s", c.RelayAddr, c.MAC, t.prefix)
+		}
+	}
+	mac := c.MAC.String()
+	now := time.Now()
+	switch c.MessageType {
+	case dhcpv4.MessageTypeDiscover:
+		ip, err := t.offer(mac, addrOf(c.RequestedAddr), now)
+		if err != nil {
+			return nil, err
+		}
+		return st.lease(ctx, req, c, cerr, dhcpv4.MessageTypeOffer, ip)
+	case dhcpv4.MessageTypeRequest:
+		if c.ServerID != nil && !c.ServerID.Equal(st.self) {
+			t.forget(mac) // the client took another server's offer
+			return nil, nil
+		}
+		want := c.RequestedAddr
+		if want == nil {
+			want = c.ClientAddr
+		}
+		ip := addrOf(want)
+		if !ip.IsValid() || !t.grantable(mac, ip, now) {
+			if c.ServerID == nil && ip.IsValid() && !t.prefix.Contains(ip) && c.RelayAddr == nil {
+				// INIT-REBOOT on another network: NAK so it restarts.
+				return st.nak(req, "wrong network")
+			}
+			return st.nak(req, "address not available")
+		}
+		if err := t.commit(mac, ip, now, now.Add(st.s.Network.leaseTime())); err != nil {
+			if errors.Is(err, ErrPoolExhausted) {
+				return st.nak(req, "address not available")
+			}
+			st.log.Error("pxe: store lease", "mac", mac, "ip", ip.String(), "err", err)
+			return nil, err
+		}
+		st.log.Info("pxe: lease", "mac", mac, "ip", ip.String())
+		return st.lease(ctx, req, c, cerr, dhcpv4.MessageTypeAck, ip)
+	case dhcpv4.MessageTypeRelease:
+		if err := t.release(mac, addrOf(c.ClientAddr), now); err != nil {
+			st.log.Error("pxe: store release", "mac", mac, "err", err)
+		}
+		return nil, nil
+	case dhcpv4.MessageTypeDecline:
+		if ip := addrOf(c.RequestedAddr); ip.IsValid() {
+			st.log.Info("pxe: address declined", "mac", mac, "ip", ip.String())
+			if err := t.decline(mac, ip, now); err != nil {
+				st.log.Error("pxe: store decline", "mac", mac, "err", err)
+			}
+		}
+		return nil, nil
+	case dhcpv4.MessageTypeInform:
+		r, err := st.base(req, dhcpv4.MessageTypeAck)
+		if err != nil {
+			return nil, err
+		}
+		WithNetwork(st.s.Network)(r)
+		if a, ok := st.decide(ctx, c, cerr); ok {
+			if err := st.withAnswer(r, c, a); err != nil {
+				return nil, err
+			}
+		}
+		return r, nil
+	}
+	return nil, nil
+}
+
+func (st *state) lease(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr error, mt dhcpv4.MessageType, ip netip.Addr) (*dhcpv4.DHCPv4, error) {
+	r, err := st.base(req, mt)
+	if err != nil {
+		return nil, err
+	}
+	dhcpv4.WithYourIP(net.IP(ip.AsSlice()))(r)
+	WithNetwork(st.s.Network)(r)
+	if a, ok := st.decide(ctx, c, cerr); ok {
+		if err := st.withAnswer(r, c, a); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (st *state) nak(req *dhcpv4.DHCPv4, why string) (*dhcpv4.DHCPv4, error) {
+	r, err := dhcpv4.NewReplyFromRequest(req,
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
+		WithServerID(st.self),
+		dhcpv4.WithOption(dhcpv4.OptMessage(why)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("pxe: NAK to %s: %w", req.ClientHWAddr, err)
+	}
+	// RFC 2131 section 4.3.2: a NAK through a relay sets the broadcast bit.
+	if req.GatewayIPAddr.To4() != nil && !req.GatewayIPAddr.IsUnspecified() {
+		r.SetBroadcast()
+	}
+	return r, nil
+}
+
+func addrOf(ip net.IP) netip.Addr {
+	a, ok := netip.AddrFromSlice(ip.To4())
+	if !ok {
+		return netip.Addr{}
+	}
+	return a
+}
+
+func ipString(ip net.IP) string {
+	if ip == nil {
+		return ""
+	}
+	return ip.String()
+}
+
+// archNumbers renders architectures as their numbers, since unknown codes
+// have no name and numbers are what specifications and firmware use.
+func archNumbers(as []iana.Arch) []int {
+	out := make([]int, len(as))
+	for i, a := range as {
+		out[i] = int(a)
+	}
+	return out
+}
