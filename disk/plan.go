@@ -218,6 +218,21 @@ func MakePlan(d Disk, l Layout, opt PlanOptions) (Plan, error) {
 	if err != nil {
 		return Plan{}, fmt.Errorf("%w (disk %s)", err, d.Path)
 	}
+	for i, lp := range l.Partitions {
+		if lp.Filesystem == nil || lp.Filesystem.Type != FSVFAT {
+			continue
+		}
+		// FAT32 needs 65525 clusters; go-diskfs uses one-sector clusters
+		// up to 260 MB, so 4Kn disks need an ESP of about 260 MiB.
+		need := uint64(33 * MiB)
+		if d.SectorSize == 4096 {
+			need = uint64(260 * MiB)
+		}
+		if got := (slots[i].Last - slots[i].First + 1) * sector; got < need {
+			return Plan{}, fmt.Errorf("%w: field partitions[%d].size: FAT32 on %d-byte sectors needs at least %s, the partition gets %s",
+				ErrLayout, i, d.SectorSize, ByteSize(need), ByteSize(got))
+		}
+	}
 	p := Plan{Device: d.Path, Size: d.Size, SectorSize: d.SectorSize, Before: d.Fingerprint(),
 		AllowDestructive: opt.AllowDestructive}
 	var losses []string

@@ -222,3 +222,13 @@ func TestResolveSizes(t *testing.T) {
 	assert.LessOrEqual(t, s[4].Last, last)
 	assert.Greater(t, s[4].Last+2048, last, "rest leaves less than one grain")
 }
+
+func TestPlanFAT32Minimum(t *testing.T) {
+	l := planLayout(Rest())
+	_, err := MakePlan(blankDisk(int64(GiB), 4096), l, PlanOptions{})
+	require.ErrorIs(t, err, ErrLayout)
+	assert.ErrorContains(t, err, "partitions[0].size: FAT32 on 4096-byte sectors needs at least 260MiB")
+	l.Partitions[0].Size = Fixed(300 * MiB)
+	_, err = MakePlan(blankDisk(int64(GiB), 4096), l, PlanOptions{})
+	require.NoError(t, err)
+}
