@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/nixboot/nixboot/initrd"
 	"github.com/nixboot/nixboot/internal/testenv"
 )
 
@@ -74,40 +75,52 @@ func InitFiles(t testing.TB) []File {
 	return append([]File{{Path: "init", Src: BuildInit(t), Mode: 0o755}}, Modules(t)...)
 }
 
-// Initrd writes an initramfs (cpio newc) holding files and returns its path.
+// Initrd writes an initramfs holding files with nixboot's initrd package
+// (one zstd segment, root-owned) and returns its path.
 func Initrd(t testing.TB, files []File) string {
 	t.Helper()
-	cpio := testenv.Command(t, "cpio")
-	stage := t.TempDir()
+	var entries []initrd.Entry
 	for _, f := range files {
-		dst := filepath.Join(stage, filepath.FromSlash(f.Path))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			t.Fatalf("vmtest: staging initrd: %v", err)
+		st, err := os.Stat(f.Src)
+		if err != nil {
+			t.Fatalf("vmtest: initrd source: %v", err)
 		}
-		if st, err := os.Stat(f.Src); err == nil && st.IsDir() {
-			// A tree (a Nix store path): copy it with its symlinks.
-			if b, err := exec.Command("cp", "-a", f.Src, dst).CombinedOutput(); err != nil {
-				t.Fatalf("vmtest: staging initrd: cp -a %s: %v: %s", f.Src, err, b)
+		if st.IsDir() {
+			// A tree (a Nix store path): its symlinks are kept as symlinks.
+			es, err := initrd.Tree(f.Src, f.Path)
+			if err != nil {
+				t.Fatalf("vmtest: initrd: %v", err)
 			}
+			entries = append(entries, es...)
 			continue
 		}
-		b, err := os.ReadFile(f.Src)
+		e, err := initrd.File(f.Src, f.Path)
 		if err != nil {
-			t.Fatalf("vmtest: staging initrd: %v", err)
+			t.Fatalf("vmtest: initrd: %v", err)
 		}
-		mode := f.Mode
-		if mode == 0 {
-			mode = 0o755
+		e.Mode = uint32(f.Mode.Perm())
+		if e.Mode == 0 {
+			e.Mode = 0o755
 		}
-		if err := os.WriteFile(dst, b, mode); err != nil {
-			t.Fatalf("vmtest: staging initrd: %v", err)
-		}
+		entries = append(entries, e)
 	}
-	out := filepath.Join(t.TempDir(), "initrd.cpio")
-	cmd := exec.Command("sh", "-c", `find . | LC_ALL=C sort | "$0" -o -H newc --quiet -R 0:0 > "$1"`, cpio, out)
-	cmd.Dir = stage
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("vmtest: cpio: %v\n%s", err, b)
+	planned, err := initrd.Plan(entries, initrd.PlanOptions{RootOwner: true})
+	if err != nil {
+		t.Fatalf("vmtest: initrd plan: %v", err)
+	}
+	// One compressed chunk for the whole archive: Linux 6.1 fails with
+	// "Initramfs unpacking failed: junk at the end of compressed archive"
+	// when a gzip or zstd segment is cut into independently compressed
+	// chunks (seen with the initrd package's 4 MiB default), because it
+	// decompresses one frame and expects the cpio archive to end there.
+	chunk := 1 << 20
+	for _, e := range planned {
+		chunk += int(e.Size) + len(e.Name) + 128
+	}
+	out := filepath.Join(t.TempDir(), "initrd.cpio.zst")
+	seg := initrd.Segment{Compression: initrd.Zstd, Compress: initrd.CompressOptions{ChunkSize: chunk}, Entries: planned}
+	if _, err := initrd.WriteFile(t.Context(), out, []initrd.Segment{seg}, initrd.WriteOptions{}); err != nil {
+		t.Fatalf("vmtest: writing initrd: %v", err)
 	}
 	return out
 }
