@@ -111,3 +111,11 @@ func fixtureByName(t testing.TB, name string) fixture {
 	t.Fatalf("no fixture %q", name)
 	return fixture{}
 }
+
+func archs(codes ...uint16) []iana.Arch {
+	out := make([]iana.Arch, len(codes))
+	for i, c := range codes {
+		out[i] = iana.Arch(c)
+	}
+	return out
+}

@@ -229,11 +229,17 @@ func WithNetwork(n *Network) dhcpv4.Modifier {
 	}
 }
 
-// SizeLimit is the largest reply c accepts: its option 57 when that is at
-// least 576, otherwise 576.
+// SizeLimit is the largest DHCP message (UDP payload) c accepts. Option 57
+// counts the whole IP datagram (RFC 2132 section 9.10, as ISC dhcpd reads
+// it), so 28 bytes of IP and UDP headers come off; without option 57, or
+// below its legal minimum of 576, the limit is 576 - 28 = 548 bytes, the
+// 236-byte header plus the 312 option bytes every client must accept
+// (RFC 2131 section 2).
 func SizeLimit(c Client) int {
-	return max(int(c.MaxMessageSize), MinMaxMessageSize)
+	return max(int(c.MaxMessageSize), MinMaxMessageSize) - ipUDPHeaders
 }
+
+const ipUDPHeaders = 20 + 8
 
 // Marshal serialises reply and returns ErrReplyTooLarge (wrapped, with the
 // sizes) when it exceeds limit bytes. The library pads to the 300-byte
