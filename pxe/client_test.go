@@ -159,7 +159,7 @@ func TestParseVendorClass(t *testing.T) {
 		{"PXEClient:Arch:00009:UNDI:003016", pxe.VendorClass{Kind: pxe.VendorPXE, Arch: 9, HasArch: true, UNDI: pxe.UNDI{Major: 3, Minor: 16}, HasUNDI: true}},
 		{"HTTPClient:Arch:00019", pxe.VendorClass{Kind: pxe.VendorHTTP, Arch: 19, HasArch: true}},
 		{"PXEClient:Arch:7:UNDI:3", pxe.VendorClass{Kind: pxe.VendorPXE}}, // wrong widths: ignored
-		{"PXEClient:Arch:99999", pxe.VendorClass{Kind: pxe.VendorPXE}},   // out of range
+		{"PXEClient:Arch:99999", pxe.VendorClass{Kind: pxe.VendorPXE}},    // out of range
 		{"MSFT 5.0", pxe.VendorClass{Kind: pxe.VendorOther}},
 		{"HW-Client", pxe.VendorClass{Kind: pxe.VendorOther}},
 	}
