@@ -1,4 +1,45 @@
-// Package netboot is nixboot's serving layer: TFTP and HTTP handlers, the
-// machine inventory, and a Server that runs DHCP, TFTP and HTTP under one
-// lifecycle.
+// Package netboot is nixboot's serving layer: it serves loaders, kernels,
+// initrds and iPXE scripts over TFTP and HTTP, decides per machine what to
+// hand out, and runs DHCP, TFTP and HTTP under one lifecycle.
+//
+// # Pieces
+//
+//   - [Source] opens files for a [Request]; [FS] serves an fs.FS (use
+//     (*os.Root).FS for a directory), [Files] serves generated files by name,
+//     [Chain] combines them. Every client-supplied name goes through
+//     [CleanName] first: backslashes and leading slashes are accepted, NUL,
+//     control characters and any ".." segment are refused.
+//   - [TFTPServer] is a read-only TFTP server on github.com/pin/tftp/v3
+//     (RFC 1350, RFC 2347 options, RFC 2348 blksize, RFC 2349 tsize). It
+//     filters and rewrites requests before pin/tftp sees them so that block
+//     size negotiation is deterministic, caps concurrent transfers, uses
+//     short timeouts suited to firmware and never sends internal error text.
+//   - [HTTPHandler] serves the chain pattern (a generic /boot.ipxe that
+//     chains to /boot.ipxe?mac=${mac}&uuid=${uuid}&arch=${buildarch}), the
+//     per-machine boot script, kernel and initrds under the machine's own
+//     URL (with Range, If-Modified-Since and ETag through
+//     http.ServeContent), a progress beacon, and other files from a Source.
+//   - [Inventory] decides what a [Machine] boots ([Boot]). [StaticInventory]
+//     compiles a JSON [Config] (profiles, machines by MAC or UUID, groups
+//     with selectors, a default, an allow-list switch); [FileInventory]
+//     reloads it when the file changes and keeps the old one when the new
+//     one is invalid; a profile can be a NixOS netboot directory
+//     ([ReadNixOSNetboot]); [PixiecoreAPI] asks a pixiecore API-mode server,
+//     with a timeout and a cache. [InventoryFunc] plugs in anything else.
+//   - [Tracker] keeps each machine's boot phase (DHCP, loader, script,
+//     kernel, initrd, done) and serves it as JSON.
+//
+// # Neighbours
+//
+// Scripts are rendered with [github.com/nixboot/nixboot/ipxe], which also
+// parses NixOS's netboot.ipxe. DHCP comes from [github.com/nixboot/nixboot/pxe];
+// initrd segments from [github.com/nixboot/nixboot/initrd]. Those packages
+// never import this one.
+//
+// # Non-goals
+//
+// TFTP writes, RFC 7440 windowsize and RFC 2349 timeout (pin/tftp does
+// lock-step only; the options are left out of the OACK as the RFCs allow),
+// HTTPS termination, and proxying kernels from remote URLs: machines fetch
+// remote images directly.
 package netboot

@@ -2,8 +2,12 @@ package netboot_test
 
 import (
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -75,5 +79,34 @@ func FuzzCleanName(f *testing.F) {
 		again, err := netboot.CleanName(out)
 		require.NoError(t, err)
 		assert.Equal(t, out, again)
+	})
+}
+
+// FuzzHTTPPath checks that whatever path a client sends, the handler either
+// serves exactly one of the root's files, by its cleaned name, or refuses.
+func FuzzHTTPPath(f *testing.F) {
+	files := fstest.MapFS{
+		"ipxe.efi":        {Data: []byte("loader")},
+		"dir/initrd.img":  {Data: []byte("initrd")},
+		"pxelinux.cfg/01": {Data: []byte("cfg")},
+	}
+	h := &netboot.HTTPHandler{Files: netboot.FS(files)}
+	for _, s := range []string{"/ipxe.efi", "/dir/initrd.img", "/../ipxe.efi", "//dir//initrd.img", `/dir\initrd.img`, "/dir/../ipxe.efi", "/%2e%2e/x", "/pxelinux.cfg"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		r := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: p}, Header: http.Header{}, RemoteAddr: "127.0.0.1:1"}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r.WithContext(t.Context()))
+		if w.Code != http.StatusOK {
+			assert.Contains(t, []int{http.StatusNotFound, http.StatusBadRequest}, w.Code)
+			return
+		}
+		name, err := netboot.CleanName(p)
+		require.NoError(t, err, "served %q", p)
+		file, ok := files[name]
+		require.True(t, ok, "served %q as %q, which is not a file", p, name)
+		assert.Equal(t, string(file.Data), w.Body.String())
+		assert.NotContains(t, strings.Split(strings.ReplaceAll(p, `\`, "/"), "/"), "..")
 	})
 }

@@ -1,0 +1,193 @@
+package netboot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nixboot/nixboot/ipxe"
+)
+
+// PixiecoreAPI defaults.
+const (
+	DefaultAPITimeout  = 3 * time.Second
+	DefaultAPICacheTTL = 5 * time.Minute
+	maxAPIResponse     = 1 << 20
+	maxAPICache        = 4096
+)
+
+// PixiecoreAPI is an Inventory backed by a server speaking pixiecore's API
+// mode: GET <BaseURL>/v1/boot/<mac> answers 200 with
+//
+//	{"kernel": "URL", "initrd": ["URL", ...], "cmdline": "...", "message": "..."}
+//
+// or 404 for a machine that must not boot. URLs may be relative to the API
+// URL. Machines fetch kernel and initrds from those URLs directly.
+//
+// A slow backend must never stall a boot: each call is bounded by Timeout,
+// answers are cached for CacheTTL, and when the backend fails or times out a
+// previous answer for the machine (however old) is used instead.
+//
+// Set the fields before first use and don't change them afterwards; Boot is
+// safe for concurrent use.
+type PixiecoreAPI struct {
+	BaseURL  string        // required, e.g. "http://10.0.0.5:8081"
+	Client   *http.Client  // nil means http.DefaultClient's transport with Timeout
+	Timeout  time.Duration // per backend call; 0 means DefaultAPITimeout
+	CacheTTL time.Duration // 0 means DefaultAPICacheTTL
+	Logger   *slog.Logger  // nil discards
+
+	mu    sync.Mutex
+	cache map[string]apiEntry
+}
+
+type apiEntry struct {
+	boot    *Boot
+	err     error // ErrUnknownMachine answers are cached too
+	fetched time.Time
+}
+
+type apiResponse struct {
+	Kernel  string   `json:"kernel"`
+	Initrd  []string `json:"initrd"`
+	Cmdline string   `json:"cmdline"`
+	Message string   `json:"message"`
+}
+
+// Boot asks the API about m, by MAC address.
+func (p *PixiecoreAPI) Boot(ctx context.Context, m *Machine) (*Boot, error) {
+	if len(m.MAC) == 0 {
+		return nil, fmt.Errorf("%w: pixiecore API needs a MAC address", ErrUnknownMachine)
+	}
+	key := m.MAC.String()
+	ttl := orDefault(p.CacheTTL, DefaultAPICacheTTL)
+	p.mu.Lock()
+	e, cached := p.cache[key]
+	p.mu.Unlock()
+	if cached && time.Since(e.fetched) < ttl {
+		return cloneBoot(e.boot), e.err
+	}
+	b, err := p.fetch(ctx, key)
+	if err != nil && !errors.Is(err, ErrUnknownMachine) {
+		if cached {
+			orDiscard(p.Logger).Warn("pixiecore API failed, using the previous answer",
+				"mac", key, "age", time.Since(e.fetched).Round(time.Second), "err", err)
+			return cloneBoot(e.boot), e.err
+		}
+		return nil, err
+	}
+	p.mu.Lock()
+	if p.cache == nil {
+		p.cache = map[string]apiEntry{}
+	}
+	if len(p.cache) >= maxAPICache {
+		for k, old := range p.cache {
+			if time.Since(old.fetched) >= ttl || len(p.cache) >= maxAPICache {
+				delete(p.cache, k)
+			}
+		}
+	}
+	p.cache[key] = apiEntry{boot: b, err: err, fetched: time.Now()}
+	p.mu.Unlock()
+	return cloneBoot(b), err
+}
+
+func cloneBoot(b *Boot) *Boot {
+	if b == nil {
+		return nil
+	}
+	c := *b
+	c.Initrds = append([]Image(nil), b.Initrds...)
+	c.Args = append(ipxe.Args(nil), b.Args...)
+	return &c
+}
+
+func (p *PixiecoreAPI) fetch(ctx context.Context, mac string) (*Boot, error) {
+	base, err := url.Parse(strings.TrimSuffix(p.BaseURL, "/") + "/v1/boot/")
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") {
+		return nil, fmt.Errorf("%w: pixiecore API base URL %q", ErrConfig, p.BaseURL)
+	}
+	u := base.JoinPath(mac)
+	ctx, cancel := context.WithTimeout(ctx, orDefault(p.Timeout, DefaultAPITimeout))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBackend, err)
+	}
+	client := p.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: GET %s: %w", ErrBackend, u, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, fmt.Errorf("%w: %s: pixiecore API answered 404", ErrUnknownMachine, mac)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%w: GET %s: %s", ErrBackend, u, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIResponse+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: GET %s: %w", ErrBackend, u, err)
+	}
+	if len(body) > maxAPIResponse {
+		return nil, fmt.Errorf("%w: GET %s: response larger than %d bytes", ErrBackend, u, maxAPIResponse)
+	}
+	return parseAPIResponse(body, u)
+}
+
+// parseAPIResponse turns a pixiecore API answer into a Boot, resolving URLs
+// against the request URL.
+func parseAPIResponse(body []byte, from *url.URL) (*Boot, error) {
+	var r apiResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrBackend, from, err)
+	}
+	resolve := func(field, s string) (Image, error) {
+		ref, err := url.Parse(s)
+		if err != nil || s == "" {
+			return Image{}, fmt.Errorf("%w: %s: %s %q is not a URL", ErrBackend, from, field, s)
+		}
+		abs := from.ResolveReference(ref)
+		if abs.Scheme != "http" && abs.Scheme != "https" {
+			return Image{}, fmt.Errorf("%w: %s: %s %q is not an http URL", ErrBackend, from, field, s)
+		}
+		return Image{URL: abs.String()}, nil
+	}
+	k, err := resolve("kernel", r.Kernel)
+	if err != nil {
+		return nil, err
+	}
+	b := &Boot{Profile: "pixiecore-api", Kernel: k, Message: r.Message}
+	for i, s := range r.Initrd {
+		img, err := resolve(fmt.Sprintf("initrd[%d]", i), s)
+		if err != nil {
+			return nil, err
+		}
+		img.Name = fmt.Sprintf("initrd%d", i)
+		b.Initrds = append(b.Initrds, img)
+	}
+	args, err := ipxe.ParseArgs(r.Cmdline)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: cmdline: %w", ErrBackend, from, err)
+	}
+	b.Args = args
+	if r.Message != "" {
+		s := &ipxe.Script{Commands: []ipxe.Command{ipxe.Echo{Text: ipxe.Lit(r.Message)}}}
+		if _, err := s.Render(); err != nil {
+			return nil, fmt.Errorf("%w: %s: message: %w", ErrBackend, from, err)
+		}
+	}
+	return b, nil
+}
