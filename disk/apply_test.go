@@ -184,7 +184,7 @@ func TestDataSafety(t *testing.T) {
 		for name, l := range map[string]Layout{
 			"shrink root": dataLayout(Fixed(100 * MiB)),
 			"retype data": func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[1].Type = "home"; return l }(),
-			"move data":   func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[0].Size = Fixed(32 * MiB); return l }(),
+			"move data":   func() Layout { l := dataLayout(Fixed(200 * MiB)); l.Partitions[0].Size = Fixed(48 * MiB); return l }(),
 			"format data": func() Layout {
 				l := dataLayout(Fixed(200 * MiB))
 				l.Partitions[1].Filesystem = &Filesystem{Type: FSExt4}

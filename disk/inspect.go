@@ -140,8 +140,8 @@ func geometry(f *os.File, forced int) (size int64, sector int, block bool, err e
 func readDisk(r io.ReaderAt, size int64, sector int) (Disk, error) {
 	d := Disk{Size: size, SectorSize: sector, Partitions: []PartitionInfo{}}
 	sectors := uint64(size) / uint64(sector)
-	if sectors < 2*(arraySectors(sector)+2)+1 {
-		// Too small for a GPT: report a filesystem signature if any.
+	if sectors < 6 {
+		// Too small for any GPT: report a filesystem signature if any.
 		d.Filesystem = probeFS(r, 0, size)
 		return d, nil
 	}
@@ -169,8 +169,12 @@ func readDisk(r io.ReaderAt, size int64, sector int) (Disk, error) {
 			return h, nil, err
 		}
 		n := int(h.NumEntries) * int(h.EntrySize)
-		if h.EntriesLBA+uint64((n+sector-1)/sector) > sectors {
+		arrayEnd := h.EntriesLBA + uint64((n+sector-1)/sector) // exclusive
+		if arrayEnd > sectors {
 			return h, nil, fmt.Errorf("GPT header at LBA %d: entry array runs past the disk end", at)
+		}
+		if h.EntriesLBA <= h.LastUsable && arrayEnd > h.FirstUsable {
+			return h, nil, fmt.Errorf("GPT header at LBA %d: entry array (LBA %d-%d) overlaps the usable LBAs %d-%d", at, h.EntriesLBA, arrayEnd-1, h.FirstUsable, h.LastUsable)
 		}
 		eb, err := readAt(h.EntriesLBA, n)
 		if err != nil {
