@@ -27,6 +27,12 @@ var (
 	// ErrBackend means a remote inventory (a pixiecore API server) failed or
 	// answered something unusable.
 	ErrBackend = errors.New("netboot: inventory backend failed")
+	// ErrRefused means a request was refused for its form: a TFTP write
+	// request, a malformed packet, an HTTP method other than GET or HEAD.
+	ErrRefused = errors.New("netboot: request refused")
+	// ErrAborted means a transfer stopped on the client's side: it sent an
+	// error, or stopped acknowledging.
+	ErrAborted = errors.New("netboot: transfer aborted")
 	// ErrConfig means a Server, handler or TFTP server field is invalid.
 	ErrConfig = errors.New("netboot: invalid configuration")
 )

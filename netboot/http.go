@@ -72,7 +72,7 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(cw, "method not allowed", http.StatusMethodNotAllowed)
-		err = errors.New("method not allowed")
+		err = fmt.Errorf("%w: method %s", ErrRefused, r.Method)
 	case r.URL.Path == ScriptPath && h.Inventory != nil:
 		err = h.serveScript(cw, r)
 	case r.URL.Path == BeaconPath:

@@ -45,6 +45,13 @@ type Tracker struct {
 	byMA map[string]*MachineState
 	ipTo map[netip.Addr]string // last known MAC per IP, for TFTP requests
 	now  func() time.Time
+	hook func(Phase) // counts phases reached, for metrics
+}
+
+func (t *Tracker) setHook(h func(Phase)) {
+	t.mu.Lock()
+	t.hook = h
+	t.mu.Unlock()
 }
 
 // MaxTracked bounds the number of machines a Tracker remembers; the least
@@ -96,6 +103,9 @@ func (t *Tracker) Mark(mac net.HardwareAddr, ip netip.Addr, profile string, phas
 	}
 	if _, seen := s.Phases[phase]; !seen {
 		s.Phases[phase] = now
+		if t.hook != nil {
+			t.hook(phase)
+		}
 	}
 	s.Updated = now
 }

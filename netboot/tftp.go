@@ -252,10 +252,10 @@ func (h *tftpHandler) read(filename string, rf io.ReaderFrom) error {
 	case err != nil && isClientAbort(err):
 		// OVMF asks for a file's size, then aborts with code 8: normal.
 		h.log.Debug("tftp: client aborted", "file", name, "remote", remote, "bytes", n, "err", err)
-		finish(err)
+		finish(fmt.Errorf("%w: %w", ErrAborted, err))
 	case err != nil:
 		h.log.Info("tftp: transfer failed", "file", name, "remote", remote, "bytes", n, "err", err)
-		finish(err)
+		finish(fmt.Errorf("%w: %w", ErrAborted, err))
 	default:
 		h.log.Info("tftp: sent", "file", name, "remote", remote, "bytes", n, "duration", time.Since(start))
 		finish(nil)
@@ -304,7 +304,7 @@ func (c *requestFilter) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		out, code, rerr := canonicalRequest(p[:n], c.blockSize)
 		if rerr == nil && len(out) > len(p) {
-			code, rerr = tftpErrIllegal, errors.New("netboot: TFTP request too long")
+			code, rerr = tftpErrIllegal, fmt.Errorf("%w: TFTP request too long", ErrRefused)
 		}
 		if rerr == nil {
 			return copy(p, out), addr, nil
@@ -360,14 +360,14 @@ func canonicalRequest(pkt []byte, blockSize int) (out []byte, code int, err erro
 	switch binary.BigEndian.Uint16(pkt) {
 	case opRRQ:
 	case opWRQ:
-		return nil, tftpErrAccess, errors.New("netboot: write request refused: server is read-only")
+		return nil, tftpErrAccess, fmt.Errorf("%w: write request: the server is read-only", ErrRefused)
 	default:
 		return pkt, 0, nil
 	}
 	fields := bytes.Split(pkt[2:], []byte{0})
 	// A well-formed request ends in NUL, so the last field is empty.
 	if len(fields) < 3 || len(fields[len(fields)-1]) != 0 {
-		return nil, tftpErrIllegal, errors.New("netboot: malformed TFTP request")
+		return nil, tftpErrIllegal, fmt.Errorf("%w: malformed TFTP request", ErrRefused)
 	}
 	fields = fields[:len(fields)-1]
 	name, err := CleanName(string(fields[0]))

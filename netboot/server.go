@@ -1,0 +1,386 @@
+package netboot
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nixboot/nixboot/pxe"
+)
+
+// DHCPMode selects whether and how a Server answers DHCP.
+type DHCPMode int
+
+// DHCP modes. The zero value is off: a Server never answers DHCP unless told.
+const (
+	DHCPOff   DHCPMode = iota
+	DHCPProxy          // proxyDHCP next to the network's own DHCP server (and the PXE boot server on 4011)
+	DHCPFull           // a full DHCP server for DHCPNetwork
+)
+
+// Paths a Server serves besides HTTPHandler's.
+const (
+	StatePath   = "/state.json" // boot state of every machine, JSON
+	MetricsPath = "/metrics"    // Prometheus metrics of this Server
+)
+
+// Server serves network boot: DHCP (through pxe, when enabled), TFTP for
+// first-stage loaders, and HTTP for iPXE scripts, kernels and initrds, under
+// one Serve call. It keeps each machine's boot state and Prometheus metrics.
+//
+// Set the exported fields before calling Serve and don't change them
+// afterwards. A Server serves once.
+//
+// To serve inside a network namespace, create the sockets from a goroutine
+// (or process) in that namespace and pass them in: sockets stay in the
+// namespace they were created in, whichever goroutine later uses them.
+type Server struct {
+	// Inventory decides what machines boot. Required.
+	Inventory Inventory
+	// Files serves loaders and other files over TFTP and HTTP (for example
+	// FS of a root holding undionly.kpxe, ipxe.efi, snponly.efi). nil
+	// serves none.
+	Files Source
+
+	// HTTPListener is the HTTP socket. nil disables HTTP. Serve closes it.
+	HTTPListener net.Listener
+	// HTTPURL is the base URL machines reach HTTPListener at, e.g.
+	// "http://10.0.0.1:8080". "" means http://<listener address> when the
+	// listener has a specific address, else http://<ServerIP>:<port>.
+	HTTPURL string
+
+	// TFTPConn is the TFTP socket. nil disables TFTP. Serve closes it.
+	TFTPConn net.PacketConn
+	// TFTPBlockSize caps TFTP block sizes; 0 means DefaultTFTPBlockSize.
+	TFTPBlockSize int
+	// TFTPMaxTransfers caps concurrent TFTP transfers; 0 means
+	// DefaultTFTPMaxTransfers.
+	TFTPMaxTransfers int
+
+	// DHCP is the DHCP mode; the zero value is DHCPOff.
+	DHCP DHCPMode
+	// DHCPInterface is the network device DHCP is served on (required
+	// unless DHCPConn is set: sockets are bound to it).
+	DHCPInterface string
+	// DHCPConn and DHCPBootConn are the DHCP (67) and PXE boot server
+	// (4011) sockets; nil makes pxe open them on DHCPInterface. Serve
+	// closes them.
+	DHCPConn, DHCPBootConn net.PacketConn
+	// ServerIP is this server's address on the boot network: DHCP option
+	// 54 and next-server. Required when DHCP is on.
+	ServerIP net.IP
+	// DHCPNetwork is the subnet, pool and options for DHCPFull.
+	DHCPNetwork *pxe.Network
+	// LeaseFile stores DHCPFull leases; "" keeps them in memory.
+	LeaseFile string
+	// UEFI chooses how proxyDHCP answers UEFI firmware; see pxe.UEFIProxy.
+	UEFI pxe.UEFIProxy
+	// Loaders is the DHCP boot policy: loader names per firmware.
+	// ScriptURL and HTTPBase are filled from HTTPURL when empty (in the
+	// copy Serve uses). A profile's loaders override them per machine.
+	Loaders pxe.Loaders
+
+	// State records boot phases; nil means a private Tracker. Either way it
+	// is served at StatePath.
+	State *Tracker
+	// Metrics are registered on this registry; nil means a private
+	// registry. Either way, when it is a prometheus.Gatherer, the metrics
+	// are served at MetricsPath.
+	Metrics prometheus.Registerer
+	// Logger receives the log of every part; nil discards.
+	Logger *slog.Logger
+}
+
+// Serve runs every enabled part until ctx is cancelled, then shuts them down,
+// waits for in-flight transfers and returns nil. If any part fails, the
+// others are stopped and the first error is returned.
+func (s *Server) Serve(ctx context.Context) error {
+	log := orDiscard(s.Logger)
+	closeAll := func() {
+		for _, c := range []interface{ Close() error }{s.httpCloser(), s.TFTPConn, s.DHCPConn, s.DHCPBootConn} {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}
+	if s.Inventory == nil {
+		closeAll()
+		return fmt.Errorf("%w: Server.Inventory is nil", ErrConfig)
+	}
+	base, err := s.baseURL()
+	if err != nil {
+		closeAll()
+		return err
+	}
+	reg := s.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	metrics, err := NewMetrics(reg)
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("netboot: registering metrics: %w", err)
+	}
+	tracker := s.State
+	if tracker == nil {
+		tracker = &Tracker{}
+	}
+	tracker.setHook(metrics.Phase)
+	observer := ObserverFunc(func(ev Event) {
+		metrics.Observe(ev)
+		if ev.Proto == TFTP && ev.Err == nil && isLoader(ev.Name) {
+			if mac := tracker.MACForIP(ev.Remote.Addr()); mac != nil {
+				tracker.Mark(mac, ev.Remote.Addr(), "", PhaseLoader)
+			} else if mac := arpLookup(ev.Remote.Addr()); mac != nil {
+				tracker.Mark(mac, ev.Remote.Addr(), "", PhaseLoader)
+			}
+		}
+	})
+
+	var dhcp *pxe.Server
+	if s.DHCP != DHCPOff {
+		dhcp, err = s.pxeServer(base, tracker, log)
+		if err != nil {
+			closeAll()
+			return err
+		}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	fail := func(err error) {
+		if err != nil && ctx.Err() == nil {
+			once.Do(func() { first = err })
+			cancel()
+		}
+	}
+
+	if s.TFTPConn != nil {
+		t := &TFTPServer{
+			Conn: s.TFTPConn, Files: s.tftpFiles(), BlockSize: s.TFTPBlockSize, MaxTransfers: s.TFTPMaxTransfers,
+			Logger: log, Observer: observer,
+		}
+		wg.Go(func() { fail(t.Serve(ctx)) })
+	}
+	if s.HTTPListener != nil {
+		h := &HTTPHandler{Inventory: s.Inventory, Files: s.Files, BaseURL: base, Tracker: tracker, Observer: observer, Logger: log}
+		mux := http.NewServeMux()
+		mux.Handle("/", h)
+		mux.Handle("GET "+StatePath, tracker)
+		if g, ok := reg.(prometheus.Gatherer); ok {
+			mux.Handle("GET "+MetricsPath, promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+		}
+		hs := &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       60 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		wg.Go(func() {
+			err := hs.Serve(s.HTTPListener)
+			if !errors.Is(err, http.ErrServerClosed) {
+				fail(fmt.Errorf("netboot: http on %s: %w", s.HTTPListener.Addr(), err))
+			}
+		})
+		wg.Go(func() {
+			<-ctx.Done()
+			sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer scancel()
+			if err := hs.Shutdown(sctx); err != nil {
+				hs.Close()
+			}
+		})
+	}
+	if dhcp != nil {
+		wg.Go(func() { fail(dhcp.Serve(ctx)) })
+	}
+	log.Info("netboot: serving", "http", base, "tftp", addrOf(s.TFTPConn), "dhcp", s.DHCP.String())
+	<-ctx.Done()
+	wg.Wait()
+	return first
+}
+
+func addrOf(c net.PacketConn) string {
+	if c == nil {
+		return "off"
+	}
+	return c.LocalAddr().String()
+}
+
+func (s *Server) httpCloser() interface{ Close() error } {
+	if s.HTTPListener == nil {
+		return nil
+	}
+	return s.HTTPListener
+}
+
+// String names the mode.
+func (m DHCPMode) String() string {
+	switch m {
+	case DHCPOff:
+		return "off"
+	case DHCPProxy:
+		return "proxy"
+	case DHCPFull:
+		return "full"
+	}
+	return fmt.Sprintf("DHCPMode(%d)", int(m))
+}
+
+func (s *Server) baseURL() (string, error) {
+	if s.HTTPURL != "" {
+		return strings.TrimSuffix(s.HTTPURL, "/"), nil
+	}
+	if s.HTTPListener == nil {
+		return "", nil
+	}
+	ap, err := netip.ParseAddrPort(s.HTTPListener.Addr().String())
+	if err != nil {
+		return "", fmt.Errorf("%w: cannot derive HTTPURL from %s: %v", ErrConfig, s.HTTPListener.Addr(), err)
+	}
+	host := ap.Addr().Unmap()
+	if host.IsUnspecified() {
+		ip, ok := netip.AddrFromSlice(s.ServerIP)
+		if !ok {
+			return "", fmt.Errorf("%w: HTTPListener is on a wildcard address: set HTTPURL or ServerIP", ErrConfig)
+		}
+		host = ip.Unmap()
+	}
+	return "http://" + netip.AddrPortFrom(host, ap.Port()).String(), nil
+}
+
+// tftpFiles serves Files plus the generic iPXE script as "boot.ipxe", for
+// iPXE builds that are pointed at TFTP.
+func (s *Server) tftpFiles() Source {
+	return Chain(s.Files, Files{
+		"boot.ipxe": SourceFunc(func(ctx context.Context, req *Request) (*File, error) {
+			base, err := s.baseURL()
+			if err != nil || base == "" {
+				return nil, fmt.Errorf("%s: no HTTP server: %w", req.Name, os.ErrNotExist)
+			}
+			b, err := GenericScript(base)
+			if err != nil {
+				return nil, err
+			}
+			return BytesFile(b, time.Time{}), nil
+		}),
+	})
+}
+
+func (s *Server) pxeServer(base string, tracker *Tracker, log *slog.Logger) (*pxe.Server, error) {
+	if s.ServerIP == nil {
+		return nil, fmt.Errorf("%w: Server.ServerIP is required with DHCP %s", ErrConfig, s.DHCP)
+	}
+	mode := pxe.ModeProxy
+	if s.DHCP == DHCPFull {
+		mode = pxe.ModeFull
+	}
+	loaders := s.Loaders
+	if loaders.ScriptURL == "" && base != "" {
+		loaders.ScriptURL = base + ScriptPath
+	}
+	if loaders.HTTPBase == "" && base != "" {
+		loaders.HTTPBase = base
+	}
+	policy := pxe.PolicyFunc(func(ctx context.Context, c pxe.Client) (pxe.Answer, error) {
+		m := machineFromDHCP(c)
+		b, err := s.Inventory.Boot(ctx, m)
+		if errors.Is(err, ErrUnknownMachine) {
+			return pxe.Answer{}, fmt.Errorf("%w: %w", pxe.ErrNoBoot, err)
+		}
+		if err != nil {
+			return pxe.Answer{}, err
+		}
+		l := loaders
+		if name := b.Loaders[c.Firmware().String()]; name != "" {
+			switch c.Firmware() {
+			case pxe.FirmwareBIOS:
+				l.BIOS = name
+			case pxe.FirmwareEFI64:
+				l.EFI64 = name
+			case pxe.FirmwareEFI32:
+				l.EFI32 = name
+			case pxe.FirmwareEFIARM64:
+				l.EFIARM64 = name
+			}
+		}
+		a, err := l.Decide(ctx, c)
+		if err == nil {
+			tracker.Mark(c.MAC, netip.Addr{}, b.Profile, PhaseDHCP)
+		}
+		return a, err
+	})
+	return &pxe.Server{
+		Interface: s.DHCPInterface,
+		ServerIP:  s.ServerIP,
+		Conn:      s.DHCPConn,
+		BootConn:  s.DHCPBootConn,
+		Mode:      mode,
+		UEFI:      s.UEFI,
+		Network:   s.DHCPNetwork,
+		Policy:    policy,
+		LeaseFile: s.LeaseFile,
+		Logger:    log,
+	}, nil
+}
+
+// machineFromDHCP describes a DHCP client to the inventory, with the same
+// UUID and architecture spelling iPXE uses in the chain pattern's query.
+func machineFromDHCP(c pxe.Client) *Machine {
+	m := &Machine{MAC: c.MAC, Labels: map[string]string{"firmware": c.Firmware().String()}}
+	if c.UUID != nil && !c.UUID.IsZero() {
+		m.UUID = c.UUID.SMBIOSString()
+	}
+	switch c.Firmware() {
+	case pxe.FirmwareBIOS, pxe.FirmwareEFI32:
+		m.Arch = "i386"
+	case pxe.FirmwareEFI64:
+		m.Arch = "x86_64"
+	case pxe.FirmwareEFIARM64, pxe.FirmwareUBootARM64:
+		m.Arch = "arm64"
+	case pxe.FirmwareEFIARM32, pxe.FirmwareUBootARM32:
+		m.Arch = "arm32"
+	case pxe.FirmwareEFIRISCV64:
+		m.Arch = "riscv64"
+	}
+	return m
+}
+
+// arpLookup finds the MAC of a neighbour in the kernel's ARP table (of the
+// network namespace the process runs in), for TFTP clients, which send no
+// MAC.
+func arpLookup(ip netip.Addr) net.HardwareAddr {
+	if !ip.Is4() {
+		return nil
+	}
+	f, err := os.Open("/proc/net/arp")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 4 && fields[0] == ip.String() {
+			if hw, err := net.ParseMAC(fields[3]); err == nil && fields[3] != "00:00:00:00:00:00" {
+				return hw
+			}
+		}
+	}
+	return nil
+}
