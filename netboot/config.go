@@ -67,6 +67,11 @@ type ProfileConfig struct {
 	Message string `json:"message,omitempty"`
 	// Loaders maps a firmware architecture name to a loader file name.
 	Loaders map[string]string `json:"loaders,omitempty"`
+	// Overlay lists per-machine files (archive path → text/template of the
+	// content, executed with TemplateData), written as a gzip newc segment
+	// appended to the profile's last initrd when it is served. The last
+	// initrd must be a local file.
+	Overlay map[string]string `json:"overlay,omitempty"`
 }
 
 // MachineConfig is one known machine, found by MAC or UUID.
@@ -155,6 +160,7 @@ type profile struct {
 	script  *ipxe.Template
 	message string
 	loaders map[string]string
+	overlay overlayTemplates
 }
 
 // Compile checks c and prepares it for lookups. NixOS netboot directories
@@ -298,6 +304,14 @@ func compileProfile(name string, pc ProfileConfig) (*profile, error) {
 			return nil, &ConfigError{Field: field + ".message", Err: err}
 		}
 	}
+	ov, err := compileOverlay(field+".overlay", pc.Overlay)
+	if err != nil {
+		return nil, err
+	}
+	if ov != nil && (len(p.initrds) == 0 || p.initrds[len(p.initrds)-1].Path == "") {
+		return nil, fieldErr(field+".overlay", "needs a last initrd that is a local file")
+	}
+	p.overlay = ov
 	for k, v := range pc.Loaders {
 		if _, err := CleanName(v); err != nil {
 			return nil, &ConfigError{Field: fmt.Sprintf("%s.loaders[%q]", field, k), Err: err}
@@ -389,11 +403,18 @@ func (inv *StaticInventory) Boot(ctx context.Context, m *Machine) (*Boot, error)
 		Loaders: p.loaders,
 		Vars:    vars,
 	}
-	if p.cmdline != nil {
-		data := TemplateData{
-			MAC: facts["mac"], UUID: facts["uuid"], Arch: facts["arch"], Hostname: hostname, IP: facts["ip"],
-			Labels: facts, Vars: vars,
+	data := TemplateData{
+		MAC: facts["mac"], UUID: facts["uuid"], Arch: facts["arch"], Hostname: hostname, IP: facts["ip"],
+		Labels: facts, Vars: vars,
+	}
+	if p.overlay != nil {
+		seg, err := p.overlay.render(ctx, data)
+		if err != nil {
+			return nil, fmt.Errorf("netboot: profile %q: %w", name, err)
 		}
+		b.Initrds[len(b.Initrds)-1].Append = seg
+	}
+	if p.cmdline != nil {
 		var sb strings.Builder
 		if err := p.cmdline.Execute(&sb, data); err != nil {
 			return nil, fmt.Errorf("netboot: profile %q: command line: %w", name, err)

@@ -24,7 +24,9 @@
 //     with selectors, a default, an allow-list switch); [FileInventory]
 //     reloads it when the file changes and keeps the old one when the new
 //     one is invalid; a profile can be a NixOS netboot directory
-//     ([ReadNixOSNetboot]); [PixiecoreAPI] asks a pixiecore API-mode server,
+//     ([ReadNixOSNetboot]); a profile's overlay files are rendered per
+//     machine into a gzip newc segment (built with initrd) and appended to its
+//     last initrd as it is served, with a known length; [PixiecoreAPI] asks a pixiecore API-mode server,
 //     with a timeout and a cache. [InventoryFunc] plugs in anything else.
 //   - [Tracker] keeps each machine's boot phase (DHCP, loader, script,
 //     kernel, initrd, done) and serves it as JSON.

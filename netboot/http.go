@@ -358,6 +358,11 @@ func OpenImage(img Image) (*File, error) {
 		f.Close()
 		return nil, fmt.Errorf("netboot: %s is not a regular file", img.Path)
 	}
+	if len(img.Append) > 0 {
+		ff := openAppended(f, st.Size(), img)
+		ff.ModTime = st.ModTime()
+		return ff, nil
+	}
 	return &File{Content: f, Size: st.Size(), ModTime: st.ModTime(), Closer: f}, nil
 }
 

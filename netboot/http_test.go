@@ -310,3 +310,10 @@ func Example_genericScript() {
 	// #!ipxe
 	// chain http://10.0.0.1:8080/boot.ipxe?mac=${mac}&uuid=${uuid}&arch=${buildarch}
 }
+
+func startHTTP(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}

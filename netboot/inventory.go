@@ -58,6 +58,12 @@ type Image struct {
 	// Path is a file on the server's disk, served by HTTPHandler under the
 	// machine's own URL. It comes from the inventory, never from a client.
 	Path string
+	// Append, with Path, is appended when the file is served: typically a
+	// per-machine initrd segment (keys, host name, network configuration)
+	// after a shared initrd. The file is padded with NULs to a multiple of
+	// 4 bytes first, as the kernel expects archive members aligned; the
+	// length served is known in advance, so Range requests work.
+	Append []byte
 }
 
 // Boot is an inventory's decision for one machine.

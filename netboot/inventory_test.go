@@ -122,6 +122,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"default", `{"profiles":{"p":{"kernel":"/k"}},"default":"x"}`, "default"},
 		{"wrong type", `{"profiles":{"p":{"kernel":"/k"}},"ignoreUnknown":"yes"}`, "ignoreUnknown"},
 		{"unknown field", `{"profile":{}}`, "(file)"},
+		{"overlay path", `{"profiles":{"p":{"kernel":"/k","initrds":["/i"],"overlay":{"../etc/x":"a"}}}}`, `profiles["p"].overlay["../etc/x"]`},
+		{"overlay without initrd", `{"profiles":{"p":{"kernel":"/k","overlay":{"etc/x":"a"}}}}`, `profiles["p"].overlay`},
 		{"hostname", `{"profiles":{"p":{"kernel":"/k"}},"machines":[{"mac":"52:54:00:00:00:01","hostname":"a b"}]}`, "machines[0].hostname"},
 	}
 	for _, tc := range tests {
