@@ -45,7 +45,7 @@ func TestOverlayAppendedToInitrd(t *testing.T) {
 					Kernel:  filepath.Join(dir, "vmlinuz"),
 					Initrds: []string{filepath.Join(dir, "initrd")},
 					Overlay: map[string]string{
-						"etc/hostname":            "{{.Hostname}}\n",
+						"etc/hostname":             "{{.Hostname}}\n",
 						"/etc/ssh/authorized_keys": "{{.Vars.key}}\n",
 					},
 				}},
