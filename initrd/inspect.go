@@ -52,6 +52,9 @@ type InspectOptions struct {
 	// Entries keeps every record in Report.Entries (memory grows with the
 	// number of records, not their data).
 	Entries bool
+	// MaxUnpacked, when positive, fails inspection with ErrTooLarge once
+	// a compressed segment unpacks to more bytes (see Reader.MaxUnpacked).
+	MaxUnpacked int64
 }
 
 // Inspect reads a whole initrd and reports what the kernel would do with
@@ -74,6 +77,7 @@ func Inspect(ctx context.Context, r io.Reader, opt InspectOptions) (*Report, err
 	links := map[linkKey]linkVal{}
 	cr := &countReader{r: r}
 	rd := NewReader(cr)
+	rd.MaxUnpacked = opt.MaxUnpacked
 	var err error
 	for i := 0; ; i++ {
 		if i%1024 == 0 {

@@ -47,6 +47,11 @@ type Record struct {
 // Reader never buffers more than a record's name and symlink target (at
 // most 1 MiB) plus the decompressors' windows.
 type Reader struct {
+	// MaxUnpacked, when positive, limits the unpacked bytes of each
+	// compressed segment: past it, reading fails with ErrTooLarge. It
+	// guards against decompression bombs; set it before the first Next.
+	MaxUnpacked int64
+
 	in       *inbuf
 	seg      *segReader
 	segs     []SegmentInfo
@@ -119,11 +124,17 @@ func (r *Reader) next() (*Record, error) {
 		s := r.seg
 		if r.trailerd {
 			// After a trailer: NUL padding, then more archives or the end.
+			// An uncompressed segment ends at its trailer; what follows
+			// is the next segment.
+			if s.raw {
+				r.finishSeg()
+				continue
+			}
 			if err := s.data.skipZeros(); err != nil {
 				return nil, r.ferr(s.data.off, "", err)
 			}
 			b, err := s.data.Peek(1)
-			if len(b) == 0 || (s.raw && (b[0] != '0' || s.data.off%4 != 0)) {
+			if len(b) == 0 {
 				if err != nil && err != io.EOF {
 					return nil, r.ferr(s.data.off, "", err)
 				}
@@ -287,14 +298,13 @@ func (r *Reader) startSeg() error {
 	}
 	s := &segReader{index: r.nseg, start: off}
 	r.nseg++
-	r.seg = s
 	r.trailerd = false
 	comp, known := detect(magic)
 	switch {
 	case comp == None && known:
 		s.raw, s.data = true, r.in
 	case known:
-		chain, err := newMemberChain(r.in, comp)
+		chain, err := newMemberChain(r.in, comp, r.MaxUnpacked)
 		if err != nil {
 			return r.ferr(off, "", err)
 		}
@@ -308,6 +318,7 @@ func (r *Reader) startSeg() error {
 		return r.ferr(off, "", fmt.Errorf("%w: unknown data %q at the start of a segment (the kernel reports invalid magic)", ErrFormat, magic))
 	}
 	s.comp = comp
+	r.seg = s
 	r.segs = append(r.segs, SegmentInfo{Compression: comp, Offset: off})
 	return nil
 }
@@ -426,10 +437,12 @@ type memberChain struct {
 	gz   *gzip.Reader
 	zd   *zstd.Decoder
 	done bool
+	// limit caps the bytes produced (0: no cap); n counts them.
+	limit, n int64
 }
 
-func newMemberChain(in *inbuf, comp Compression) (*memberChain, error) {
-	c := &memberChain{in: in, comp: comp}
+func newMemberChain(in *inbuf, comp Compression, limit int64) (*memberChain, error) {
+	c := &memberChain{in: in, comp: comp, limit: limit}
 	if err := c.nextMember(); err != nil {
 		return nil, err
 	}
@@ -453,7 +466,7 @@ func (c *memberChain) nextMember() error {
 	case Zstd:
 		fr := &zstdFrame{in: c.in}
 		if c.zd == nil {
-			zd, err := zstd.NewReader(fr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(1<<27))
+			zd, err := zstd.NewReader(fr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(c.maxWindow()))
 			if err != nil {
 				return fmt.Errorf("%w: zstd: %w", ErrFormat, err)
 			}
@@ -475,6 +488,15 @@ func (c *memberChain) nextMember() error {
 }
 
 func (c *memberChain) Read(p []byte) (int, error) {
+	n, err := c.read(p)
+	c.n += int64(n)
+	if c.limit > 0 && c.n > c.limit {
+		return n, fmt.Errorf("%w: segment unpacks to more than %d bytes", ErrTooLarge, c.limit)
+	}
+	return n, err
+}
+
+func (c *memberChain) read(p []byte) (int, error) {
 	for {
 		if c.done {
 			return 0, io.EOF
@@ -503,6 +525,15 @@ func (c *memberChain) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
+}
+
+// maxWindow is the largest zstd window accepted: 128 MiB (zstd --long=27),
+// or less when the output is limited anyway.
+func (c *memberChain) maxWindow() uint64 {
+	if c.limit > 0 && c.limit < 1<<27 {
+		return uint64(max(c.limit, 1<<20))
+	}
+	return 1 << 27
 }
 
 func (c *memberChain) close() {
