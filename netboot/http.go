@@ -170,11 +170,11 @@ func (h *HTTPHandler) serveScript(w http.ResponseWriter, r *http.Request) error 
 		}
 		body, err = MachineScript(base, m, b)
 		if err != nil {
-			h.log().Error("http: rendering boot script", "mac", m.MAC, "profile", b.Profile, "err", err)
+			h.log().Error("http: rendering boot script", "mac", m.MAC.String(), "profile", b.Profile, "err", err)
 			http.Error(w, "cannot render boot script", http.StatusInternalServerError)
 			return err
 		}
-		h.log().Info("http: boot script", "mac", m.MAC, "arch", m.Arch, "profile", b.Profile, "remote", r.RemoteAddr)
+		h.log().Info("http: boot script", "mac", m.MAC.String(), "arch", m.Arch, "profile", b.Profile, "remote", r.RemoteAddr)
 		if h.Tracker != nil {
 			h.Tracker.Mark(m.MAC, m.IP, b.Profile, PhaseScript)
 		}
@@ -187,11 +187,11 @@ func (h *HTTPHandler) serveScript(w http.ResponseWriter, r *http.Request) error 
 
 func (h *HTTPHandler) inventoryError(w http.ResponseWriter, m *Machine, err error) error {
 	if errors.Is(err, ErrUnknownMachine) {
-		h.log().Info("http: machine not served", "mac", m.MAC, "err", err)
+		h.log().Info("http: machine not served", "mac", m.MAC.String(), "err", err)
 		http.Error(w, "not found", http.StatusNotFound)
 		return err
 	}
-	h.log().Error("http: inventory failed", "mac", m.MAC, "err", err)
+	h.log().Error("http: inventory failed", "mac", m.MAC.String(), "err", err)
 	http.Error(w, "inventory unavailable", http.StatusBadGateway)
 	return err
 }
@@ -285,7 +285,7 @@ func (h *HTTPHandler) serveBeacon(w http.ResponseWriter, r *http.Request) error 
 	if h.Tracker != nil {
 		h.Tracker.Mark(mac, remoteAddr(r).Addr(), "", phase)
 	}
-	h.log().Info("http: beacon", "mac", mac, "phase", phase, "remote", r.RemoteAddr)
+	h.log().Info("http: beacon", "mac", mac.String(), "phase", phase, "remote", r.RemoteAddr)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Type", "text/plain")
 	_, _ = io.WriteString(w, "ok\n")
@@ -329,7 +329,7 @@ func (h *HTTPHandler) serveImage(w http.ResponseWriter, r *http.Request) error {
 	}
 	f, err := OpenImage(img)
 	if err != nil {
-		h.log().Error("http: opening image", "mac", m.MAC, "profile", b.Profile, "file", img.Path, "err", err)
+		h.log().Error("http: opening image", "mac", m.MAC.String(), "profile", b.Profile, "file", img.Path, "err", err)
 		http.Error(w, "cannot read file", http.StatusInternalServerError)
 		return err
 	}
@@ -337,7 +337,7 @@ func (h *HTTPHandler) serveImage(w http.ResponseWriter, r *http.Request) error {
 	if h.Tracker != nil && r.Method == http.MethodGet {
 		h.Tracker.Mark(m.MAC, m.IP, b.Profile, phase)
 	}
-	h.log().Info("http: "+string(phase), "mac", m.MAC, "profile", b.Profile, "file", img.Path, "bytes", f.Size, "range", r.Header.Get("Range"))
+	h.log().Info("http: "+string(phase), "mac", m.MAC.String(), "profile", b.Profile, "file", img.Path, "bytes", f.Size, "range", r.Header.Get("Range"))
 	serveFile(w, r, f)
 	return nil
 }

@@ -57,8 +57,10 @@ type Server struct {
 	// HTTPListener is the HTTP socket. nil disables HTTP. Serve closes it.
 	HTTPListener net.Listener
 	// HTTPURL is the base URL machines reach HTTPListener at, e.g.
-	// "http://10.0.0.1:8080". "" means http://<listener address> when the
-	// listener has a specific address, else http://<ServerIP>:<port>.
+	// "http://10.0.0.1:8080". "" means: scripts use the Host header of each
+	// request (right behind NAT, such as QEMU's user network), and DHCP and
+	// the TFTP boot.ipxe use http://<listener address>, or
+	// http://<ServerIP>:<port> when the listener is on a wildcard address.
 	HTTPURL string
 
 	// TFTPConn is the TFTP socket. nil disables TFTP. Serve closes it.
@@ -178,13 +180,24 @@ func (s *Server) Serve(ctx context.Context) error {
 		wg.Go(func() { fail(t.Serve(ctx)) })
 	}
 	if s.HTTPListener != nil {
-		h := &HTTPHandler{Inventory: s.Inventory, Files: s.Files, BaseURL: base, Tracker: tracker, Observer: observer, Logger: log}
-		mux := http.NewServeMux()
-		mux.Handle("/", h)
-		mux.Handle("GET "+StatePath, tracker)
+		h := &HTTPHandler{Inventory: s.Inventory, Files: s.Files, BaseURL: s.HTTPURL, Tracker: tracker, Observer: observer, Logger: log}
+		var metricsHandler http.Handler
 		if g, ok := reg.(prometheus.Gatherer); ok {
-			mux.Handle("GET "+MetricsPath, promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+			metricsHandler = promhttp.HandlerFor(g, promhttp.HandlerOpts{})
 		}
+		// Routed by hand, not with http.ServeMux: the mux answers paths such
+		// as "//ipxe.efi" with a redirect, which some UEFI firmware cannot
+		// follow; HTTPHandler cleans names itself.
+		mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case r.URL.Path == StatePath && r.Method == http.MethodGet:
+				tracker.ServeHTTP(w, r)
+			case r.URL.Path == MetricsPath && r.Method == http.MethodGet && metricsHandler != nil:
+				metricsHandler.ServeHTTP(w, r)
+			default:
+				h.ServeHTTP(w, r)
+			}
+		})
 		hs := &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -248,6 +261,9 @@ func (s *Server) baseURL() (string, error) {
 	}
 	if s.HTTPListener == nil {
 		return "", nil
+	}
+	if s.DHCP == DHCPOff && s.TFTPConn == nil {
+		return "", nil // only the HTTP handler needs it, and it has Host
 	}
 	ap, err := netip.ParseAddrPort(s.HTTPListener.Addr().String())
 	if err != nil {

@@ -192,7 +192,7 @@ func TestServerConfigErrors(t *testing.T) {
 	}{
 		{"no inventory", &netboot.Server{}},
 		{"dhcp without server ip", &netboot.Server{Inventory: inv, DHCP: netboot.DHCPProxy}},
-		{"wildcard listener without url", &netboot.Server{Inventory: inv, HTTPListener: mustListenTCP(t, "0.0.0.0:0")}},
+		{"wildcard listener without url", &netboot.Server{Inventory: inv, HTTPListener: mustListenTCP(t, "0.0.0.0:0"), TFTPConn: mustListen(t)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -104,6 +104,24 @@ func FS(fsys fs.FS) Source {
 	})
 }
 
+// HostFiles serves files of the server's disk under names the operator
+// chose: client name → host path. Paths may be symbolic links anywhere
+// (Debian's /usr/lib/ipxe/ipxe.efi points to /boot/ipxe.efi): clients can
+// only name keys, never paths.
+type HostFiles map[string]string
+
+// Open serves the host file mapped to req.Name.
+func (m HostFiles) Open(ctx context.Context, req *Request) (*File, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, ok := m[req.Name]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", req.Name, fs.ErrNotExist)
+	}
+	return OpenImage(Image{Path: p})
+}
+
 // Files is a set of named files, usually generated per request (a pxelinux
 // configuration, an iPXE script). Names are cleaned names (see CleanName).
 type Files map[string]Source

@@ -1,0 +1,417 @@
+// Command netbootd is a complete network boot server built on nixboot's
+// netboot package: DHCP (proxy or full, only when asked), TFTP for the iPXE
+// loaders, and HTTP for iPXE scripts, kernels and initrds, with the machines
+// described in a JSON inventory file (see netboot.Config).
+//
+//	go run ./examples/netbootd                      # safe demo on loopback, DHCP off
+//	go run ./examples/netbootd -inventory inv.json  # your machines
+//	go run ./examples/netbootd -interface br0 -dhcp proxy -http 0.0.0.0:8080 -tftp 0.0.0.0:69
+//
+// Run with no arguments it answers no DHCP and listens only on loopback
+// (HTTP 127.0.0.1:8069, TFTP 127.0.0.1:6969), serving a built-in demo profile
+// (the host's kernel and a tiny busybox initrd that prints a greeting and
+// powers off) and printing how to boot a QEMU VM from it. iPXE loaders are
+// served from /usr/lib/ipxe (Debian's ipxe package) unless -loaders says
+// otherwise. State is at /state.json and metrics at /metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nixboot/nixboot/initrd"
+	"github.com/nixboot/nixboot/netboot"
+	"github.com/nixboot/nixboot/pxe"
+)
+
+type options struct {
+	inventory  string
+	httpAddr   string
+	httpURL    string
+	tftpAddr   string
+	loaders    string
+	assets     string
+	iface      string
+	dhcp       string
+	serverIP   string
+	subnet     string
+	pool       string
+	router     string
+	dns        string
+	leaseFile  string
+	blksize    int
+	verbose    bool
+	demoKernel string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.inventory, "inventory", "", "JSON inventory file (reloaded when it changes); empty serves the built-in demo profile")
+	flag.StringVar(&o.httpAddr, "http", "127.0.0.1:8069", "HTTP listen address; empty disables HTTP")
+	flag.StringVar(&o.httpURL, "url", "", "base URL machines reach the HTTP server at (default: from each request's Host, or the listen address)")
+	flag.StringVar(&o.tftpAddr, "tftp", "127.0.0.1:6969", "TFTP listen address; empty disables TFTP")
+	flag.StringVar(&o.loaders, "loaders", "/usr/lib/ipxe", "directory of iPXE loaders (undionly.kpxe, ipxe.efi, snponly.efi) served over TFTP and HTTP")
+	flag.StringVar(&o.assets, "assets", "", "optional directory of further files served over TFTP and HTTP")
+	flag.StringVar(&o.iface, "interface", "", "network interface to answer DHCP on; DHCP stays off without it")
+	flag.StringVar(&o.dhcp, "dhcp", "", "DHCP mode with -interface: proxy (default) or full; off disables")
+	flag.StringVar(&o.serverIP, "server-ip", "", "this server's IPv4 address on -interface (default: the interface's first)")
+	flag.StringVar(&o.subnet, "subnet", "", "full DHCP: subnet in CIDR form (default: the interface's)")
+	flag.StringVar(&o.pool, "range", "", "full DHCP: address pool FIRST-LAST")
+	flag.StringVar(&o.router, "router", "", "full DHCP: default gateway")
+	flag.StringVar(&o.dns, "dns", "", "full DHCP: comma-separated DNS servers")
+	flag.StringVar(&o.leaseFile, "leases", "", "full DHCP: lease file (default: in memory)")
+	flag.IntVar(&o.blksize, "blksize", 0, "TFTP block size cap (default 1468)")
+	flag.StringVar(&o.demoKernel, "demo-kernel", "", "kernel for the demo profile (default: $NIXBOOT_KERNEL, /var/cache/nixboot/vmlinuz, newest /boot/vmlinuz-*)")
+	flag.BoolVar(&o.verbose, "v", false, "log every request (debug level)")
+	flag.Parse()
+
+	level := slog.LevelInfo
+	if o.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, log); err != nil {
+		fmt.Fprintln(os.Stderr, "netbootd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options, log *slog.Logger) error {
+	s := &netboot.Server{HTTPURL: o.httpURL, TFTPBlockSize: o.blksize, Logger: log}
+
+	// Inventory: the file, or the demo profile.
+	var watch func(context.Context) error
+	var summary []string
+	if o.inventory != "" {
+		fi := &netboot.FileInventory{Path: o.inventory, Logger: log}
+		if err := fi.Load(); err != nil {
+			return err
+		}
+		s.Inventory, watch = fi, fi.Watch
+		summary = append(summary, "inventory  "+o.inventory+" (reloaded when it changes)")
+	} else {
+		inv, desc, cleanup, err := demoInventory(ctx, o.demoKernel)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		s.Inventory = inv
+		summary = append(summary, desc...)
+	}
+
+	// Files: loaders, then assets.
+	var sources []netboot.Source
+	if o.loaders != "" {
+		loaders, err := loaderFiles(o.loaders)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			log.Warn("no iPXE loaders: install Debian's ipxe package or pass -loaders", "dir", o.loaders)
+		case err != nil:
+			return err
+		default:
+			sources = append(sources, loaders)
+			summary = append(summary, "loaders    "+o.loaders+" ("+strings.Join(sortedKeys(loaders), ", ")+")")
+		}
+	}
+	if o.assets != "" {
+		root, err := os.OpenRoot(o.assets)
+		if err != nil {
+			return err
+		}
+		defer root.Close()
+		sources = append(sources, netboot.FS(root.FS()))
+		summary = append(summary, "assets     "+o.assets)
+	}
+	s.Files = netboot.Chain(sources...)
+
+	// Sockets. The Server closes them.
+	if o.httpAddr != "" {
+		ln, err := net.Listen("tcp", o.httpAddr)
+		if err != nil {
+			return err
+		}
+		s.HTTPListener = ln
+	}
+	if o.tftpAddr != "" {
+		pc, err := net.ListenPacket("udp4", o.tftpAddr)
+		if err != nil {
+			if s.HTTPListener != nil {
+				s.HTTPListener.Close()
+			}
+			return err
+		}
+		s.TFTPConn = pc
+	}
+	if err := configureDHCP(s, o); err != nil {
+		return err
+	}
+	printSummary(s, o, summary)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watchDone := make(chan error, 1)
+	if watch != nil {
+		go func() { watchDone <- watch(ctx) }()
+	} else {
+		watchDone <- nil
+	}
+	err := s.Serve(ctx)
+	cancel()
+	<-watchDone
+	return err
+}
+
+func configureDHCP(s *netboot.Server, o options) error {
+	mode := o.dhcp
+	if o.iface == "" {
+		if mode != "" && mode != "off" {
+			return fmt.Errorf("-dhcp %s needs -interface: DHCP is only answered on a named interface", mode)
+		}
+		return nil
+	}
+	switch mode {
+	case "", "proxy":
+		s.DHCP = netboot.DHCPProxy
+	case "full":
+		s.DHCP = netboot.DHCPFull
+	case "off":
+		return nil
+	default:
+		return fmt.Errorf("-dhcp %q: want proxy, full or off", mode)
+	}
+	s.DHCPInterface = o.iface
+	ifc, err := net.InterfaceByName(o.iface)
+	if err != nil {
+		return err
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return err
+	}
+	var ipnet *net.IPNet
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
+			ipnet = n
+			break
+		}
+	}
+	switch {
+	case o.serverIP != "":
+		s.ServerIP = net.ParseIP(o.serverIP).To4()
+		if s.ServerIP == nil {
+			return fmt.Errorf("-server-ip %q is not an IPv4 address", o.serverIP)
+		}
+	case ipnet != nil:
+		s.ServerIP = ipnet.IP.To4()
+	default:
+		return fmt.Errorf("interface %s has no IPv4 address: pass -server-ip", o.iface)
+	}
+	if s.DHCP != netboot.DHCPFull {
+		return nil
+	}
+	n := &pxe.Network{}
+	switch {
+	case o.subnet != "":
+		_, sn, err := net.ParseCIDR(o.subnet)
+		if err != nil {
+			return fmt.Errorf("-subnet: %w", err)
+		}
+		n.Subnet = *sn
+	case ipnet != nil:
+		n.Subnet = net.IPNet{IP: ipnet.IP.Mask(ipnet.Mask), Mask: ipnet.Mask}
+	default:
+		return errors.New("full DHCP needs -subnet")
+	}
+	if o.pool != "" {
+		first, last, ok := strings.Cut(o.pool, "-")
+		n.RangeStart, n.RangeEnd = net.ParseIP(first).To4(), net.ParseIP(last).To4()
+		if !ok || n.RangeStart == nil || n.RangeEnd == nil {
+			return fmt.Errorf("-range %q: want FIRST-LAST", o.pool)
+		}
+	}
+	if o.router != "" {
+		n.Router = []net.IP{net.ParseIP(o.router).To4()}
+	}
+	for _, d := range strings.Split(o.dns, ",") {
+		if ip := net.ParseIP(strings.TrimSpace(d)).To4(); ip != nil {
+			n.DNS = append(n.DNS, ip)
+		}
+	}
+	s.DHCPNetwork, s.LeaseFile = n, o.leaseFile
+	return nil
+}
+
+// loaderFiles lists the loaders in dir. Debian links some of them out of
+// the directory (ipxe.efi -> /boot/ipxe.efi), so they are served as
+// operator-chosen host files rather than through os.Root, which would refuse
+// those links.
+func loaderFiles(dir string) (netboot.HostFiles, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	files := netboot.HostFiles{}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".efi") && !strings.HasSuffix(name, "pxe") && !strings.HasSuffix(name, ".lkrn") {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			files[name] = p
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%s: no loaders: %w", dir, fs.ErrNotExist)
+	}
+	return files, nil
+}
+
+func sortedKeys(m netboot.HostFiles) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func printSummary(s *netboot.Server, o options, summary []string) {
+	fmt.Println("netbootd: serving network boot")
+	for _, l := range summary {
+		fmt.Println("  " + l)
+	}
+	httpPort := ""
+	if s.HTTPListener != nil {
+		_, httpPort, _ = net.SplitHostPort(s.HTTPListener.Addr().String())
+		fmt.Printf("  http       %s  (boot script /boot.ipxe, state %s, metrics %s)\n", s.HTTPListener.Addr(), netboot.StatePath, netboot.MetricsPath)
+	}
+	if s.TFTPConn != nil {
+		fmt.Printf("  tftp       %s  (loaders, and boot.ipxe chaining to HTTP)\n", s.TFTPConn.LocalAddr())
+	}
+	fmt.Printf("  dhcp       %s\n", s.DHCP)
+	if s.DHCP == netboot.DHCPOff && httpPort != "" {
+		fmt.Println()
+		fmt.Println("Boot a QEMU VM from it (QEMU's user network reaches the host's loopback as 10.0.2.2;")
+		fmt.Println("its iPXE ROM fetches the script over HTTP):")
+		fmt.Printf("  qemu-system-x86_64 -accel tcg -m 1024 -nographic -machine graphics=off \\\n")
+		fmt.Printf("    -netdev user,id=n0,bootfile=http://10.0.2.2:%s/boot.ipxe -device virtio-net-pci,netdev=n0 -boot n\n", httpPort)
+		fmt.Println("Look at it:")
+		fmt.Printf("  curl http://127.0.0.1:%s/boot.ipxe\n", httpPort)
+		fmt.Printf("  curl 'http://127.0.0.1:%s/boot.ipxe?mac=52:54:00:12:34:56'\n", httpPort)
+		fmt.Printf("  curl http://127.0.0.1:%s%s\n", httpPort, netboot.StatePath)
+		if s.TFTPConn != nil {
+			_, tport, _ := net.SplitHostPort(s.TFTPConn.LocalAddr().String())
+			fmt.Printf("  tftp 127.0.0.1 %s -m binary -c get undionly.kpxe\n", tport)
+		}
+		fmt.Println("On a real network, name an interface: -interface br0 (proxyDHCP beside your DHCP server).")
+	}
+}
+
+// demoInventory builds the built-in demo profile: the host's kernel and a
+// small busybox initrd, with the machine's name in a per-machine overlay.
+func demoInventory(ctx context.Context, kernel string) (netboot.Inventory, []string, func(), error) {
+	noop := func() {}
+	if kernel == "" {
+		kernel = findKernel()
+	}
+	if kernel == "" {
+		return nil, nil, noop, errors.New("demo profile: no kernel found; pass -demo-kernel or -inventory")
+	}
+	dir, err := os.MkdirTemp("", "netbootd-demo-")
+	if err != nil {
+		return nil, nil, noop, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	initrdPath := filepath.Join(dir, "demo-initrd")
+	if err := writeDemoInitrd(ctx, initrdPath); err != nil {
+		cleanup()
+		return nil, nil, noop, err
+	}
+	c := &netboot.Config{
+		Profiles: map[string]netboot.ProfileConfig{
+			"demo": {
+				Kernel:  kernel,
+				Initrds: []string{initrdPath},
+				Cmdline: "console=tty0 console=ttyS0 panic=-1 quiet",
+				Message: "nixboot demo: booting the host kernel with a busybox initrd",
+				Overlay: map[string]string{"etc/nixboot-machine": "mac={{.MAC}} arch={{.Arch}}\n"},
+			},
+		},
+		Default: "demo",
+	}
+	inv, err := c.Compile()
+	if err != nil {
+		cleanup()
+		return nil, nil, noop, err
+	}
+	return inv, []string{"profile    demo: kernel " + kernel + ", initrd " + initrdPath + " (busybox; prints a greeting and powers off)"}, cleanup, nil
+}
+
+func findKernel() string {
+	cands := []string{os.Getenv("NIXBOOT_KERNEL"), "/var/cache/nixboot/vmlinuz"}
+	boot, _ := filepath.Glob("/boot/vmlinuz-*")
+	sort.Sort(sort.Reverse(sort.StringSlice(boot)))
+	for _, p := range append(cands, boot...) {
+		if p == "" {
+			continue
+		}
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p
+		}
+	}
+	return ""
+}
+
+const demoInit = `#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t devtmpfs dev /dev 2>/dev/null
+echo
+echo "=== nixboot demo: booted over the network ==="
+/bin/busybox cat /etc/nixboot-machine 2>/dev/null
+echo "kernel: $(/bin/busybox uname -r)"
+echo "cmdline: $(/bin/busybox cat /proc/cmdline)"
+echo "=== powering off ==="
+/bin/busybox sleep 1
+/bin/busybox poweroff -f
+`
+
+func writeDemoInitrd(ctx context.Context, path string) error {
+	entries := []initrd.Entry{
+		{Header: initrd.Header{Name: "init", Type: initrd.TypeReg, Mode: 0o755, Size: int64(len(demoInit))}, Data: []byte(demoInit)},
+		{Header: initrd.Header{Name: "dev/console", Type: initrd.TypeChar, Mode: 0o600, Devmajor: 5, Devminor: 1}},
+	}
+	if bb := "/bin/busybox"; fileExists(bb) {
+		e, err := initrd.File(bb, "bin/busybox")
+		if err != nil {
+			return err
+		}
+		entries = append(entries, e)
+	}
+	planned, err := initrd.Plan(entries, initrd.PlanOptions{RootOwner: true, ClampTime: time.Unix(0, 0)})
+	if err != nil {
+		return err
+	}
+	_, err = initrd.WriteFile(ctx, path, []initrd.Segment{{Compression: initrd.Gzip, Entries: planned}}, initrd.WriteOptions{})
+	return err
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
