@@ -171,9 +171,18 @@ func (a Attributes) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON implements json.Unmarshaler.
 func (a *Attributes) UnmarshalJSON(p []byte) error {
+	v, err := parseAttributes(p)
+	if err != nil {
+		return fmt.Errorf("%w: attributes: %w", ErrLayout, err)
+	}
+	*a = v
+	return nil
+}
+
+func parseAttributes(p []byte) (Attributes, error) {
 	var raw []json.RawMessage
 	if err := json.Unmarshal(p, &raw); err != nil {
-		return fmt.Errorf("%w: attributes: want a list of names or bit numbers", ErrLayout)
+		return 0, errors.New("want a list of names or bit numbers")
 	}
 	var v Attributes
 	for _, r := range raw {
@@ -181,19 +190,18 @@ func (a *Attributes) UnmarshalJSON(p []byte) error {
 		if json.Unmarshal(r, &name) == nil {
 			bit, ok := attrNames[name]
 			if !ok {
-				return fmt.Errorf("%w: attributes: unknown attribute %q", ErrLayout, name)
+				return 0, fmt.Errorf("unknown attribute %q", name)
 			}
 			v |= 1 << bit
 			continue
 		}
 		n, err := strconv.ParseUint(string(bytes.TrimSpace(r)), 10, 8)
 		if err != nil || n > 63 {
-			return fmt.Errorf("%w: attributes: %s is neither a name nor a bit number 0-63", ErrLayout, r)
+			return 0, fmt.Errorf("%s is neither a name nor a bit number 0-63", r)
 		}
 		v |= 1 << n
 	}
-	*a = v
-	return nil
+	return v, nil
 }
 
 // maxLayoutBytes bounds what ParseLayout reads.
@@ -203,20 +211,32 @@ const maxLayoutBytes = 1 << 20
 // name the field of a bad size (encoding/json does not for Unmarshalers).
 type rawLayout struct {
 	Table      string         `json:"table"`
-	Target     Target         `json:"target"`
+	Target     rawTarget      `json:"target"`
 	Alignment  *string        `json:"alignment"`
 	GUID       string         `json:"guid"`
 	Seed       string         `json:"seed"`
 	Partitions []rawPartition `json:"partitions"`
 }
 
+type rawTarget struct {
+	Path string   `json:"path"`
+	ID   string   `json:"id"`
+	Rule *rawRule `json:"rule"`
+}
+
+type rawRule struct {
+	MinSize        *string `json:"minSize"`
+	MaxSize        *string `json:"maxSize"`
+	AllowRemovable bool    `json:"allowRemovable"`
+}
+
 type rawPartition struct {
-	Name       string      `json:"name"`
-	Type       string      `json:"type"`
-	Size       string      `json:"size"`
-	GUID       string      `json:"guid"`
-	Attributes Attributes  `json:"attributes"`
-	Filesystem *Filesystem `json:"filesystem"`
+	Name       string          `json:"name"`
+	Type       string          `json:"type"`
+	Size       string          `json:"size"`
+	GUID       string          `json:"guid"`
+	Attributes json.RawMessage `json:"attributes"`
+	Filesystem *Filesystem     `json:"filesystem"`
 }
 
 // ParseLayout parses and validates a JSON layout strictly: unknown fields,
@@ -245,16 +265,33 @@ func ParseLayout(r io.Reader) (Layout, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return Layout{}, fmt.Errorf("%w: trailing data after the layout object", ErrLayout)
 	}
-	l := Layout{Table: raw.Table, Target: raw.Target, GUID: raw.GUID, Seed: raw.Seed}
-	if raw.Alignment != nil {
-		a, err := ParseByteSize(*raw.Alignment)
-		if err != nil {
-			return Layout{}, fmt.Errorf("%w: field alignment: %w", ErrLayout, err)
+	l := Layout{Table: raw.Table, Target: Target{Path: raw.Target.Path, ID: raw.Target.ID}, GUID: raw.GUID, Seed: raw.Seed}
+	byteSize := func(field string, v *string) (ByteSize, error) {
+		if v == nil {
+			return 0, nil
 		}
-		if a == 0 {
+		b, err := ParseByteSize(*v)
+		if err != nil {
+			return 0, fmt.Errorf("%w: field %s: %w", ErrLayout, field, err)
+		}
+		return b, nil
+	}
+	if r := raw.Target.Rule; r != nil {
+		l.Target.Rule = &Rule{AllowRemovable: r.AllowRemovable}
+		if l.Target.Rule.MinSize, err = byteSize("target.rule.minSize", r.MinSize); err != nil {
+			return Layout{}, err
+		}
+		if l.Target.Rule.MaxSize, err = byteSize("target.rule.maxSize", r.MaxSize); err != nil {
+			return Layout{}, err
+		}
+	}
+	if raw.Alignment != nil {
+		if l.Alignment, err = byteSize("alignment", raw.Alignment); err != nil {
+			return Layout{}, err
+		}
+		if l.Alignment == 0 {
 			return Layout{}, fmt.Errorf("%w: field alignment: must not be zero (omit it for 1 MiB)", ErrLayout)
 		}
-		l.Alignment = a
 	}
 	if raw.Partitions != nil {
 		l.Partitions = make([]Partition, len(raw.Partitions))
@@ -264,8 +301,14 @@ func ParseLayout(r io.Reader) (Layout, error) {
 		if err != nil {
 			return Layout{}, fmt.Errorf("%w: field partitions[%d].size: %w", ErrLayout, i, err)
 		}
+		var attrs Attributes
+		if len(rp.Attributes) > 0 && string(rp.Attributes) != "null" {
+			if attrs, err = parseAttributes(rp.Attributes); err != nil {
+				return Layout{}, fmt.Errorf("%w: field partitions[%d].attributes: %w", ErrLayout, i, err)
+			}
+		}
 		l.Partitions[i] = Partition{Name: rp.Name, Type: rp.Type, Size: sz, GUID: rp.GUID,
-			Attributes: rp.Attributes, Filesystem: rp.Filesystem}
+			Attributes: attrs, Filesystem: rp.Filesystem}
 	}
 	if err := l.Validate(); err != nil {
 		return Layout{}, err
