@@ -1,7 +1,6 @@
 package initrd
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -9,8 +8,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
 )
@@ -80,9 +79,11 @@ type CompressOptions struct {
 // one initrd segment and writes the result to w. Close flushes it; it does
 // not close w. Memory use is bounded by about 2*Workers+2 chunks.
 //
-// zstd, gzip and lz4 cut the stream into chunks compressed independently
-// and in parallel, written in order as consecutive frames, members or
-// blocks: the kernel, zstd, gzip and lz4 all read those as one stream.
+// Each segment is a single zstd frame, gzip member or xz stream: the kernel
+// decompresses one per member and then requires the cpio state to be at a
+// record boundary. zstd and gzip still compress in parallel (jobs of a
+// fixed size within the frame); legacy lz4 blocks are independent, so they
+// are compressed as chunks in parallel and written in order.
 func NewCompressor(w io.Writer, c Compression, opt CompressOptions) (io.WriteCloser, error) {
 	workers := opt.Workers
 	if workers <= 0 {
@@ -113,16 +114,20 @@ func NewCompressor(w io.Writer, c Compression, opt CompressOptions) (io.WriteClo
 		if lvl < 1 || lvl > 22 {
 			return nil, fmt.Errorf("%w: zstd level %d (1-22)", ErrCompression, opt.Level)
 		}
-		enc, err := zstd.NewWriter(nil,
+		// One frame: the kernel's unzstd reads a single frame per member
+		// and rejects a member that stops short of a trailer. Concurrent
+		// blocks split the input into jobs sized from the window alone, so
+		// the frame does not depend on the worker count as long as it is at
+		// least 2 (1 disables the job mode).
+		zw, err := zstd.NewWriter(w,
 			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(lvl)),
-			zstd.WithEncoderConcurrency(workers),
+			zstd.WithEncoderConcurrency(max(workers, 2)),
+			zstd.WithConcurrentBlocks(true),
 			zstd.WithEncoderCRC(true))
 		if err != nil {
 			return nil, fmt.Errorf("initrd: zstd: %w", err)
 		}
-		return newChunker(w, chunk, workers, func(dst, src []byte) ([]byte, error) {
-			return enc.EncodeAll(src, dst), nil
-		}, nil, enc.Close), nil
+		return zw, nil
 	case Gzip:
 		lvl := opt.Level
 		if lvl == 0 {
@@ -131,27 +136,17 @@ func NewCompressor(w io.Writer, c Compression, opt CompressOptions) (io.WriteClo
 		if lvl < 1 || lvl > 9 {
 			return nil, fmt.Errorf("%w: gzip level %d (1-9)", ErrCompression, opt.Level)
 		}
-		pool := sync.Pool{}
-		return newChunker(w, chunk, workers, func(dst, src []byte) ([]byte, error) {
-			buf := bytes.NewBuffer(dst)
-			zw, _ := pool.Get().(*gzip.Writer)
-			if zw == nil {
-				var err error
-				if zw, err = gzip.NewWriterLevel(buf, lvl); err != nil {
-					return nil, err
-				}
-			} else {
-				zw.Reset(buf)
-			}
-			defer pool.Put(zw)
-			if _, err := zw.Write(src); err != nil {
-				return nil, err
-			}
-			if err := zw.Close(); err != nil {
-				return nil, err
-			}
-			return buf.Bytes(), nil
-		}, nil, nil), nil
+		// One member, as the kernel's gunzip needs; pgzip compresses
+		// fixed-size blocks in parallel with the previous block as
+		// dictionary, so the output depends on the block size only.
+		gw, err := pgzip.NewWriterLevel(w, lvl)
+		if err != nil {
+			return nil, fmt.Errorf("initrd: gzip: %w", err)
+		}
+		if err := gw.SetConcurrency(max(chunk, 1<<20), max(workers, 2)); err != nil {
+			return nil, fmt.Errorf("initrd: gzip: %w", err)
+		}
+		return gw, nil
 	case LZ4:
 		if chunk > lz4LegacyBlock {
 			chunk = lz4LegacyBlock

@@ -8,7 +8,10 @@
 //
 // Entries come from [Tree] (a host directory, confined with os.Root: symlinks
 // are stored, never followed), [File] (one host file at a chosen path),
-// or literal [Entry] values (in-memory data, device nodes, links). [Plan] turns them into one
+// literal [Entry] values (in-memory data, device nodes, links), a
+// gen_init_cpio-style manifest ([ParseManifest], [ResolveManifest]) or a Nix
+// closure ([Closure], [ClosureInfo]: store paths plus the registration at
+// /nix-path-registration). [Plan] turns them into one
 // segment's entries in kernel order and checks every limit before anything
 // is written: parents before children (missing ones created), byte-sorted
 // order, duplicates an error unless [PlanOptions.LastWins], hard-link groups,
@@ -19,9 +22,11 @@
 // inode numbers unique across all of them; typically an uncompressed
 // early-microcode segment, then the compressed main one. [AppendFile] adds a
 // small per-machine segment to an existing initrd without rewriting it.
-// Data is streamed from its sources; zstd, gzip and lz4 compress fixed-size
-// chunks in parallel and write them in order, so the output is identical
-// whatever the number of cores.
+// Data is streamed from its sources. Each compressed segment is one zstd
+// frame, gzip member or xz stream, because the kernel decompresses one per
+// member and then insists on a record boundary; zstd and gzip still use
+// several cores (fixed-size jobs inside the frame), and the output is
+// identical whatever the number of cores.
 //
 // [Writer] is the archive/tar-shaped layer below: WriteHeader, Write, Close
 // for one uncompressed segment. It uses github.com/cavaliergopher/cpio for

@@ -221,12 +221,14 @@ func TestReproducible(t *testing.T) {
 			}
 			planned, err := initrd.Plan(entries, initrd.PlanOptions{})
 			require.NoError(t, err)
-			var b bytes.Buffer
-			_, err = initrd.Write(context.Background(), &b, []initrd.Segment{
-				{Compression: comp, Compress: initrd.CompressOptions{ChunkSize: 1 << 20, Workers: 7}, Entries: planned},
-			}, initrd.WriteOptions{})
-			require.NoError(t, err)
-			assert.True(t, bytes.Equal(a, b.Bytes()), "two builds differ")
+			for _, workers := range []int{1, 7} {
+				var b bytes.Buffer
+				_, err = initrd.Write(context.Background(), &b, []initrd.Segment{
+					{Compression: comp, Compress: initrd.CompressOptions{ChunkSize: 1 << 20, Workers: workers}, Entries: planned},
+				}, initrd.WriteOptions{})
+				require.NoError(t, err)
+				assert.True(t, bytes.Equal(a, b.Bytes()), "builds with %d workers differ", workers)
+			}
 		})
 	}
 }
