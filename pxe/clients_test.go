@@ -176,3 +176,24 @@ func TestPerfdhcpRelayed(t *testing.T) {
 	assert.Equal(t, 0, c["drops"], "%s", out)
 	assert.GreaterOrEqual(t, c["received packets"], 400, "%s", out)
 }
+
+// A second server on the same device and port is an error, not a silent
+// share of the traffic (server4 would set SO_REUSEPORT).
+func TestListenPacketDeviceExclusive(t *testing.T) {
+	tn := newTestNet(t)
+	tn.serve(t, &pxe.Server{Mode: pxe.ModeFull, Network: nsNetwork()})
+	err := inNetns(tn.srvNS, func() error {
+		c, err := pxe.ListenPacket(tn.srvIf, 67)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "address already in use")
+	err = inNetns(tn.srvNS, func() error {
+		_, err := pxe.ListenPacket("nosuch0", 67)
+		return err
+	})
+	assert.ErrorContains(t, err, "nosuch0")
+}

@@ -151,6 +151,11 @@ func (t *leaseTable) offer(mac string, requested netip.Addr, now time.Time) (net
 		if old, ok := t.offers[mac]; ok && old.ip != ip {
 			delete(t.offerIPs, old.ip)
 		}
+		// An expired offer of ip to another machine ends here, so the
+		// offer maps never outgrow the pool, whatever MACs arrive.
+		if m, ok := t.offerIPs[ip]; ok && m != mac {
+			delete(t.offers, m)
+		}
 		t.offers[mac] = offer{ip: ip, until: now.Add(offerHold)}
 		t.offerIPs[ip] = mac
 		return ip

@@ -12,6 +12,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
+	"golang.org/x/net/ipv4"
 )
 
 // Mode selects what a Server answers on port 67.
@@ -110,7 +111,8 @@ type Server struct {
 	// an flock on LeaseFile + ".lock".
 	LeaseFile string
 	// Workers bounds the packets handled at once (per socket). Zero means
-	// 32. Packets beyond that wait in the socket's kernel buffer.
+	// 32. Packets beyond that wait in the socket's kernel buffer, which
+	// drops what does not fit, as a DHCP server must under overload.
 	Workers int
 	// Logger receives Debug per packet, Info per boot decision and Error
 	// for the server's own failures. nil discards.
@@ -173,16 +175,14 @@ func (s *Server) Serve(ctx context.Context) error {
 		firstErr error
 	)
 	for _, pc := range conns {
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := st.loop(ctx, pc.conn, pc.boot); err != nil {
-					errOnce.Do(func() { firstErr = err })
-					cancel()
-				}
-			}()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := st.serveConn(ctx, pc.conn, pc.boot, workers); err != nil {
+				errOnce.Do(func() { firstErr = err })
+				cancel()
+			}
+		}()
 	}
 	st.log.Info("pxe: serving", "interface", s.Interface, "mode", s.Mode.String(), "ip", st.self.String())
 	<-ctx.Done()
@@ -314,21 +314,94 @@ func (s *Server) Leases() []Lease {
 // maxPacket is larger than any DHCP packet on an Ethernet (1500 MTU).
 const maxPacket = 4096
 
-func (st *state) loop(ctx context.Context, conn net.PacketConn, boot bool) error {
-	buf := make([]byte, maxPacket)
-	for {
-		n, peer, err := conn.ReadFrom(buf)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
+// packet is one received datagram on its way to a worker.
+type packet struct {
+	buf  []byte
+	n    int
+	peer net.Addr
+}
+
+// readBatch is how many datagrams one recvmmsg call may return.
+const readBatch = 32
+
+// serveConn reads conn in one goroutine and hands packets to a fixed set of
+// workers over a channel as deep as the worker count: when all workers are
+// busy the reader waits and further packets queue in the kernel, so memory
+// and goroutines stay bounded. On Linux UDP sockets reads are batched with
+// recvmmsg, which matters under a boot storm. It returns nil once conn is
+// closed for shutdown, after the workers have finished.
+func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, workers int) error {
+	free := make(chan *packet, workers+readBatch+1)
+	jobs := make(chan *packet, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range jobs {
+				st.handlePacket(ctx, conn, p.peer, p.buf[:p.n], boot)
+				select {
+				case free <- p:
+				default:
+				}
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("pxe: read on %s: %w", conn.LocalAddr(), err)
+		}()
+	}
+	defer func() {
+		close(jobs)
+		wg.Wait()
+	}()
+	get := func() *packet {
+		select {
+		case p := <-free:
+			return p
+		default:
+			return &packet{buf: make([]byte, maxPacket)}
 		}
-		st.handlePacket(ctx, conn, peer, buf[:n], boot)
+	}
+	readErr := func(err error) error {
+		if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		return fmt.Errorf("pxe: read on %s: %w", conn.LocalAddr(), err)
+	}
+
+	udp, ok := conn.(*net.UDPConn)
+	if !ok {
+		for {
+			p := get()
+			n, peer, err := conn.ReadFrom(p.buf)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+					continue
+				}
+				return readErr(err)
+			}
+			p.n, p.peer = n, peer
+			jobs <- p
+		}
+	}
+	pc := ipv4.NewPacketConn(udp)
+	msgs := make([]ipv4.Message, readBatch)
+	held := make([]*packet, readBatch)
+	for {
+		for i := range msgs {
+			if held[i] == nil {
+				held[i] = get()
+			}
+			msgs[i].Buffers = [][]byte{held[i].buf}
+		}
+		n, err := pc.ReadBatch(msgs, 0)
+		if err != nil {
+			return readErr(err)
+		}
+		for i := 0; i < n; i++ {
+			p := held[i]
+			held[i] = nil
+			p.n, p.peer = msgs[i].N, msgs[i].Addr
+			jobs <- p
+		}
 	}
 }
 

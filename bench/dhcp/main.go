@@ -1,0 +1,337 @@
+// Command dhcp benchmarks pxe.Server against dnsmasq: DISCOVER→OFFER
+// exchanges per second and drops, measured by perfdhcp (Debian kea-admin)
+// in one run, at the same offered rates, on the same veth pair between two
+// network namespaces this program creates and deletes.
+//
+//	sudo go run ./bench/dhcp                  # default rates
+//	sudo go run ./bench/dhcp -rates 2000,4000,8000,16000 -period 5s
+//
+// Both servers are configured alike: full DHCP for 10.78.0.0/16 with the
+// pool 10.78.1.0-10.78.255.254, one-hour leases, a router option, no boot
+// information (perfdhcp sends plain DISCOVERs), no per-packet logging.
+// dnsmasq gets --no-ping, because by default it pings every address for up
+// to 3 s before offering it, which would measure the ping, not the server;
+// --quiet-dhcp, because nixboot logs nothing per packet either; and
+// --dhcp-lease-max raised so its default of 1000 leases does not cap it.
+// perfdhcp acts as a relay (giaddr 10.78.0.2), so the servers reply by
+// unicast to port 67.
+//
+// The rates are offered one after another, each to dnsmasq and then to
+// nixboot, -reps times alternating, each server started fresh; the median
+// run per server and rate is printed. "/s" is perfdhcp's own figure of
+// completed DISCOVER-OFFER exchanges per second. Client, servers and perfdhcp share
+// the machine's cores, so absolute numbers depend on the machine and its
+// load; compare the two columns of one run.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nixboot/nixboot/pxe"
+)
+
+func main() {
+	rates := flag.String("rates", "1000,2000,4000,8000,12000,16000,24000,32000", "offered DISCOVER rates per second, comma-separated")
+	period := flag.Duration("period", 4*time.Second, "how long perfdhcp runs at each rate")
+	clients := flag.Int("clients", 20000, "distinct client MACs perfdhcp simulates (-R)")
+	reps := flag.Int("reps", 3, "runs per server and rate; the median is reported")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *rates, *period, *clients, max(*reps, 1)); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/dhcp:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	rate              float64 // DISCOVER-OFFER exchanges per second
+	sent, recv, drops int
+}
+
+func (r result) dropPct() float64 {
+	if r.sent == 0 {
+		return 0
+	}
+	return 100 * float64(r.drops) / float64(r.sent)
+}
+
+func run(ctx context.Context, rateList string, period time.Duration, clients, reps int) error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (network namespaces)")
+	}
+	var offered []int
+	for _, f := range strings.Split(rateList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("bad rate %q", f)
+		}
+		offered = append(offered, n)
+	}
+	perf, err := look("perfdhcp")
+	if err != nil {
+		return err
+	}
+	dnsmasq, err := look("dnsmasq")
+	if err != nil {
+		return err
+	}
+	tag := fmt.Sprintf("nbpb%d", os.Getpid()%100000)
+	n, err := setup(tag)
+	defer n.teardown()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "nbp-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	fmt.Printf("perfdhcp -i (DISCOVER-OFFER), %d clients, %v per run, median of %d runs, GOMAXPROCS=%d, %d CPUs\n", clients, period, reps, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Printf("load average at start: %s", la)
+	}
+	fmt.Printf("\n%8s | %10s %8s | %10s %8s | %6s\n", "offered", "dnsmasq/s", "drops%", "nixboot/s", "drops%", "ratio")
+	var dm, nb []result
+	for _, r := range offered {
+		var ds, xs []result
+		for i := 0; i < reps; i++ {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			measure := func() (result, error) { return perfdhcp(ctx, n, perf, r, clients, period) }
+			d, err := withDnsmasq(ctx, n, dnsmasq, tmp, measure)
+			if err != nil {
+				return fmt.Errorf("dnsmasq at %d/s: %w", r, err)
+			}
+			x, err := withNixboot(ctx, n, measure)
+			if err != nil {
+				return fmt.Errorf("nixboot at %d/s: %w", r, err)
+			}
+			ds, xs = append(ds, d), append(xs, x)
+		}
+		d, x := median(ds), median(xs)
+		dm, nb = append(dm, d), append(nb, x)
+		fmt.Printf("%8d | %10.0f %7.2f%% | %10.0f %7.2f%% | %5.2fx\n", r, d.rate, d.dropPct(), x.rate, x.dropPct(), x.rate/max(d.rate, 1))
+	}
+
+	// dnsmasq's sustained rate: the highest offered rate it served with
+	// (almost) no drops.
+	bestD, bestN := best(dm), best(nb)
+	sustained := -1
+	for i, d := range dm {
+		if d.dropPct() <= 0.1 {
+			sustained = i
+		}
+	}
+	fmt.Println()
+	fmt.Printf("peak DISCOVER-OFFER/s: dnsmasq %.0f, nixboot %.0f, ratio %.2fx (goal >= 1.5x)\n", bestD, bestN, bestN/max(bestD, 1))
+	if sustained >= 0 {
+		fmt.Printf("at dnsmasq's highest drop-free rate (%d/s offered): nixboot drops %d of %d (%.2f%%)\n",
+			offered[sustained], nb[sustained].drops, nb[sustained].sent, nb[sustained].dropPct())
+	} else {
+		fmt.Println("dnsmasq dropped packets at every offered rate; add lower rates")
+	}
+	return nil
+}
+
+// median returns the run with the median rate (by sorting on rate).
+func median(rs []result) result {
+	sorted := append([]result(nil), rs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].rate < sorted[j].rate })
+	return sorted[len(sorted)/2]
+}
+
+func best(rs []result) float64 {
+	b := 0.0
+	for _, r := range rs {
+		b = max(b, r.rate)
+	}
+	return b
+}
+
+func look(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/sbin"} {
+		if _, err := os.Stat(filepath.Join(d, name)); err == nil {
+			return filepath.Join(d, name), nil
+		}
+	}
+	return "", fmt.Errorf("%s not found (Debian: kea-admin for perfdhcp, dnsmasq-base)", name)
+}
+
+type netns struct {
+	srv, cli string // namespace and interface names (the same)
+	made     []string
+}
+
+func setup(tag string) (*netns, error) {
+	n := &netns{srv: tag + "s", cli: tag + "c"}
+	steps := [][]string{
+		{"netns", "add", n.srv},
+		{"netns", "add", n.cli},
+		{"link", "add", n.srv, "netns", n.srv, "type", "veth", "peer", "name", n.cli, "netns", n.cli},
+		{"-n", n.srv, "addr", "add", "10.78.0.1/16", "dev", n.srv},
+		{"-n", n.cli, "addr", "add", "10.78.0.2/16", "dev", n.cli},
+		{"-n", n.srv, "link", "set", n.srv, "up"},
+		{"-n", n.cli, "link", "set", n.cli, "up"},
+		{"-n", n.srv, "link", "set", "lo", "up"},
+		{"-n", n.cli, "link", "set", "lo", "up"},
+	}
+	for i, s := range steps {
+		if out, err := exec.Command("ip", s...).CombinedOutput(); err != nil {
+			return n, fmt.Errorf("ip %s: %v: %s", strings.Join(s, " "), err, out)
+		}
+		if i < 2 {
+			n.made = append(n.made, s[2])
+		}
+	}
+	return n, nil
+}
+
+func (n *netns) teardown() {
+	for _, ns := range n.made {
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+	}
+}
+
+func perfdhcp(ctx context.Context, n *netns, perf string, rate, clients int, period time.Duration) (result, error) {
+	ctx, cancel := context.WithTimeout(ctx, period+30*time.Second)
+	defer cancel()
+	secs := strconv.FormatFloat(period.Seconds(), 'f', -1, 64)
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.cli, perf, "-4", "-l", n.cli, "-i",
+		"-r", strconv.Itoa(rate), "-R", strconv.Itoa(clients), "-p", secs, "-W", "500000", "10.78.0.1")
+	out, err := cmd.CombinedOutput()
+	// perfdhcp exits 3 when packets were dropped; the counters still hold.
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 3) {
+		return result{}, fmt.Errorf("perfdhcp: %v\n%s", err, out)
+	}
+	return parsePerf(string(out))
+}
+
+var (
+	rateRe  = regexp.MustCompile(`(?m)^Rate: ([0-9.]+) DISCOVER-OFFER/second`)
+	countRe = regexp.MustCompile(`(?m)^(sent packets|received packets|drops): (\d+)`)
+)
+
+func parsePerf(out string) (result, error) {
+	var r result
+	m := rateRe.FindStringSubmatch(out)
+	if m == nil {
+		return r, fmt.Errorf("no rate in perfdhcp output:\n%s", out)
+	}
+	r.rate, _ = strconv.ParseFloat(m[1], 64)
+	seen := map[string]bool{}
+	for _, c := range countRe.FindAllStringSubmatch(out, -1) {
+		if seen[c[1]] {
+			continue
+		}
+		seen[c[1]] = true
+		v, _ := strconv.Atoi(c[2])
+		switch c[1] {
+		case "sent packets":
+			r.sent = v
+		case "received packets":
+			r.recv = v
+		case "drops":
+			r.drops = v
+		}
+	}
+	return r, nil
+}
+
+func withDnsmasq(ctx context.Context, n *netns, bin, tmp string, f func() (result, error)) (result, error) {
+	leases := filepath.Join(tmp, "dnsmasq.leases")
+	_ = os.Remove(leases)
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.srv, bin, "--no-daemon", "--conf-file=/dev/null",
+		"--port=0", "--interface="+n.srv, "--bind-interfaces",
+		"--dhcp-range=10.78.1.0,10.78.255.254,255.255.0.0,1h", "--dhcp-option=3,10.78.0.1",
+		"--no-ping", "--quiet-dhcp", "--dhcp-lease-max=200000", "--dhcp-leasefile="+leases,
+		"--log-facility="+filepath.Join(tmp, "dnsmasq.log"))
+	cmd.WaitDelay = 2 * time.Second
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	time.Sleep(500 * time.Millisecond) // dnsmasq binds at once; give it a moment
+	return f()
+}
+
+func withNixboot(ctx context.Context, n *netns, f func() (result, error)) (result, error) {
+	var conn *net.UDPConn
+	err := inNetns(n.srv, func() error {
+		c, err := pxe.ListenPacket(n.srv, 67)
+		conn = c
+		return err
+	})
+	if err != nil {
+		return result{}, err
+	}
+	s := &pxe.Server{
+		Interface: n.srv,
+		ServerIP:  net.IPv4(10, 78, 0, 1),
+		Conn:      conn,
+		Mode:      pxe.ModeFull,
+		Network: &pxe.Network{
+			Subnet:     net.IPNet{IP: net.IPv4(10, 78, 0, 0).To4(), Mask: net.CIDRMask(16, 32)},
+			RangeStart: net.IPv4(10, 78, 1, 0),
+			RangeEnd:   net.IPv4(10, 78, 255, 254),
+			Router:     []net.IP{net.IPv4(10, 78, 0, 1)},
+			LeaseTime:  time.Hour,
+		},
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(sctx) }()
+	r, ferr := f()
+	cancel()
+	if err := <-done; err != nil {
+		return r, err
+	}
+	return r, ferr
+}
+
+// inNetns runs fn on an OS thread switched into namespace ns; the thread is
+// never unlocked, so the runtime discards it afterwards.
+func inNetns(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open netns %s: %w", ns, err)
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", ns, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
