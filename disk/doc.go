@@ -63,6 +63,13 @@
 // Sector sizes of 512 and 4096 bytes are supported; for an image file the
 // size is detected from its GPT or given in InspectOptions.SectorSize.
 //
+// # Concurrency
+//
+// Values (Layout, Disk, Plan) are plain data. All functions may be called
+// concurrently, except that only one Apply may run per disk at a time; for
+// block devices the exclusive open enforces it, which also makes Apply fail
+// while a partition of the disk is mounted.
+//
 // # Non-goals
 //
 // Applying MBR layouts (they can be declared and inspected), LUKS, LVM,

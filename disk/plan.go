@@ -152,6 +152,7 @@ type RefusedError struct {
 	Losses []string
 }
 
+// Error lists everything that would be lost.
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("disk: %s: destructive change refused (allow destruction to proceed); it would lose: %s",
 		e.Device, strings.Join(e.Losses, "; "))

@@ -234,3 +234,10 @@ func TestPlanFAT32Minimum(t *testing.T) {
 	_, err = MakePlan(blankDisk(int64(GiB), 4096), l, PlanOptions{})
 	require.NoError(t, err)
 }
+
+func TestPlanMBRUnsupported(t *testing.T) {
+	l := planLayout(Rest())
+	l.Table = TableMBR
+	_, err := MakePlan(blankDisk(int64(GiB), 512), l, PlanOptions{})
+	require.ErrorIs(t, err, ErrUnsupported)
+}
