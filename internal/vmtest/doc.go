@@ -8,8 +8,11 @@
 //     advertisements so that iPXE does not wait 15 s for IPv6, and ways to
 //     serve from inside it: Do (run Go code on a thread in the namespace, so
 //     sockets opened there belong to it), Listen, ListenPacket, ListenDHCP,
-//     Go (a server goroutine stopped at test end) and Start (a program run
-//     with `ip netns exec`, killed by PID at test end).
+//     Go (a server goroutine stopped at test end), Start (a program run
+//     with `ip netns exec`, killed by PID at test end) and StartRole (the
+//     test binary itself re-executed in the namespace to run a server, for
+//     servers that open sockets after they start, such as TFTP; its
+//     TestMain calls Main).
 //   - Start and Machine: QEMU with SeaBIOS or OVMF (a private copy of the
 //     variable store), NICs on taps with or without iPXE option ROMs, TCG
 //     unless KVM is real (Accel), the serial console captured to memory and

@@ -7,4 +7,6 @@ var (
 	ErrExited = errors.New("vmtest: QEMU exited before the marker")
 	// ErrBootFailed means the guest's /init printed its failure marker.
 	ErrBootFailed = errors.New("vmtest: guest reported failure")
+	// ErrNoBoot means the firmware said it found nothing to boot.
+	ErrNoBoot = errors.New("vmtest: nothing booted")
 )

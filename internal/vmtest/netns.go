@@ -128,6 +128,10 @@ func (n *Net) AddTap() string {
 // goroutine; that is how Go servers in the test process listen there. The
 // thread is never returned to the scheduler, so the namespace cannot leak to
 // other goroutines.
+//
+// Only sockets opened inside fn are in the namespace. A server that opens
+// more sockets later (pin/tftp opens one per transfer) would open them in
+// the host's namespace and send there: run such servers with StartRole.
 func (n *Net) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
@@ -250,8 +254,9 @@ func (n *Net) Start(name string, args ...string) *Process {
 
 // Go runs serve in a goroutine and, when the test ends, cancels its context
 // and waits for it to return. A non-nil error other than the context's
-// fails the test. Use it for Go servers whose sockets came from Listen,
-// ListenPacket or ListenDHCP.
+// fails the test. Use it only for Go servers that never open sockets of
+// their own after start, with sockets from Listen, ListenPacket or
+// ListenDHCP; anything else belongs in StartRole.
 func (n *Net) Go(serve func(ctx context.Context) error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

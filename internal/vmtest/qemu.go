@@ -172,10 +172,25 @@ func Start(t testing.TB, cfg Config) *Machine {
 // read copies the console into memory and the log file until QEMU exits.
 func (m *Machine) read(r io.Reader, log *os.File) {
 	buf := make([]byte, 4096)
+	lineStart := true
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			_, _ = log.Write(buf[:n])
+			// The log file gets each line prefixed with the seconds since
+			// QEMU started, to see where a slow boot spends its time.
+			var stamped []byte
+			for _, c := range buf[:n] {
+				if lineStart {
+					stamped = fmt.Appendf(stamped, "[%7.3f] ", time.Since(m.Started).Seconds())
+					lineStart = false
+				}
+				if c == '\r' {
+					continue
+				}
+				stamped = append(stamped, c)
+				lineStart = c == '\n'
+			}
+			_, _ = log.Write(stamped)
 			m.mu.Lock()
 			m.console = append(m.console, buf[:n]...)
 			close(m.changed)
@@ -199,7 +214,8 @@ func (m *Machine) Console() string {
 	return strings.ReplaceAll(string(m.console), "\r", "")
 }
 
-// LogPath is the file holding the full console.
+// LogPath is the file holding the full console, each line prefixed with
+// the seconds since QEMU started.
 func (m *Machine) LogPath() string { return m.logPath }
 
 // Done is closed when QEMU has exited.
@@ -225,12 +241,25 @@ func (m *Machine) WaitLine(ctx context.Context, substr string) (string, error) {
 	})
 }
 
+// deadEnds are console lines after which a VM will never reach the marker:
+// the firmware has tried every boot device.
+var deadEnds = []string{
+	"No bootable device.",                     // SeaBIOS
+	"Kernel panic - not syncing: VFS: Unable", // no usable initrd
+}
+
 // WaitBoot waits for testinit's marker line and parses it. A failure marker
-// gives ErrBootFailed with the guest's reason.
+// gives ErrBootFailed with the guest's reason; a firmware that has run out
+// of boot devices gives ErrNoBoot at once rather than at the deadline.
 func (m *Machine) WaitBoot(ctx context.Context) (Marker, error) {
 	line, err := m.waitFunc(ctx, func(line string) (bool, error) {
 		if i := strings.Index(line, FailMarker); i >= 0 {
 			return false, fmt.Errorf("%w: %s", ErrBootFailed, line[i:])
+		}
+		for _, dead := range deadEnds {
+			if strings.Contains(line, dead) {
+				return false, fmt.Errorf("%w: firmware gave up: %q", ErrNoBoot, dead)
+			}
 		}
 		return strings.Contains(line, OKMarker), nil
 	})

@@ -1,0 +1,15 @@
+// Package e2e holds nixboot's end-to-end tests: real firmware (SeaBIOS with
+// QEMU's iPXE ROM, OVMF's own PXE and HTTP boot, pxelinux, iPXE loaders
+// from Debian) boots a real Debian kernel from nixboot's servers, running in
+// a private network namespace, into an initrd built by nixboot's initrd
+// package whose /init reports the command line and MAC it got.
+//
+// The package has no code of its own, only tests; internal/vmtest is the
+// harness. Each scenario of issue 6 is one test. They need root, QEMU,
+// OVMF, iPXE, pxelinux, dnsmasq and a kernel (see scripts/install-deps.sh):
+// outside CI they skip without them, in CI (NIXBOOT_REQUIRE_ALL=1) they
+// fail. VMs run one after another: there are two cores and TCG.
+//
+// Non-goals: performance (bench/boot measures boot times against dnsmasq
+// and nginx), and any traffic outside the namespaces the tests create.
+package e2e
