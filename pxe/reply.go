@@ -206,7 +206,9 @@ func (n *Network) leaseTime() time.Duration {
 }
 
 // WithNetwork sets the subnet mask, router, DNS, domain and lease time of
-// n. It does not set yiaddr: that is the lease's business.
+// n. It does not set yiaddr: that is the lease's business. An ACK to
+// DHCPINFORM must not carry a lease time (RFC 2131 section 3.4): follow
+// it with dhcpv4.WithoutOption(dhcpv4.OptionIPAddressLeaseTime).
 func WithNetwork(n *Network) dhcpv4.Modifier {
 	secs := uint32(min(n.leaseTime()/time.Second, 1<<32-2))
 	return func(d *dhcpv4.DHCPv4) {
@@ -222,10 +224,7 @@ func WithNetwork(n *Network) dhcpv4.Modifier {
 		if n.Domain != "" {
 			d.UpdateOption(dhcpv4.OptDomainName(n.Domain))
 		}
-		if d.MessageType() != dhcpv4.MessageTypeInform {
-			// RFC 2131 section 3.4: no lease time in an ACK to INFORM.
-			d.UpdateOption(dhcpv4.OptIPAddressLeaseTime(time.Duration(secs) * time.Second))
-		}
+		d.UpdateOption(dhcpv4.OptIPAddressLeaseTime(time.Duration(secs) * time.Second))
 	}
 }
 

@@ -663,6 +663,8 @@ func (st *state) full(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr er
 			return nil, err
 		}
 		WithNetwork(st.s.Network)(r)
+		// RFC 2131 section 3.4: no lease time in an ACK to INFORM.
+		dhcpv4.WithoutOption(dhcpv4.OptionIPAddressLeaseTime)(r)
 		if a, ok := st.decide(ctx, c, cerr); ok {
 			if err := st.withAnswer(r, c, a); err != nil {
 				return nil, err

@@ -3,6 +3,7 @@ package pxe_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"testing"
@@ -138,6 +139,7 @@ func TestServerFullDORA(t *testing.T) {
 				}
 				assert.Equal(t, "ffffff00", m.SubnetMask().String())
 				assert.Equal(t, "10.9.0.1", m.Router()[0].String())
+				assert.Equal(t, "[10.9.0.2]", fmt.Sprint(m.DNS()))
 				assert.Equal(t, "lab.example", m.DomainName())
 				assert.Equal(t, 10*time.Minute, m.IPAddressLeaseTime(0))
 				assert.True(t, serverIP.Equal(m.ServerIdentifier()))
@@ -151,6 +153,9 @@ func TestServerFullDORA(t *testing.T) {
 				}
 				if tt.wantFile != "" {
 					assert.True(t, serverIP.Equal(m.ServerIPAddr), "siaddr")
+					assert.Equal(t, serverIP.String(), m.TFTPServerName(), "option 66")
+				} else {
+					assert.False(t, m.Options.Has(dhcpv4.OptionTFTPServerName))
 				}
 			}
 			assert.Equal(t, dhcpv4.MessageTypeAck, lease.ACK.MessageType())
