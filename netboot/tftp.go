@@ -67,8 +67,9 @@ var (
 type TFTPServer struct {
 	// Conn is the socket requests arrive on, usually
 	// net.ListenPacket("udp4", "10.0.0.1:69"). Required; Serve closes it.
-	// Transfers use a new socket per transfer on the same address, as RFC
-	// 1350 prescribes.
+	// Transfers use a new socket per transfer, as RFC 1350 prescribes, in
+	// the network namespace Conn was created in (Linux), even when the
+	// process runs in another one.
 	Conn net.PacketConn
 	// Files serves the names. Required.
 	Files Source
@@ -164,7 +165,9 @@ func (s *TFTPServer) Serve(ctx context.Context) error {
 
 	filter := &requestFilter{PacketConn: s.Conn, blockSize: cfg.blockSize, log: log, observer: s.Observer}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(filter) }()
+	// Transfer sockets are opened by the goroutine running srv.Serve, so it
+	// runs in the network namespace Conn belongs to.
+	go inSocketNetns(s.Conn, func() { errc <- srv.Serve(filter) })
 	select {
 	case <-ctx.Done():
 		srv.Shutdown() // waits for transfers
