@@ -1,6 +1,7 @@
 package pxe_test
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -196,4 +197,39 @@ func TestListenPacketDeviceExclusive(t *testing.T) {
 		return err
 	})
 	assert.ErrorContains(t, err, "nosuch0")
+}
+
+// TestServeOpensDeviceSockets: with only Interface set, Serve opens its own
+// socket bound to the device (here inside the server namespace) and
+// udhcpc gets a lease through it; a second Server on the same interface
+// fails with "address already in use" instead of sharing the port.
+func TestServeOpensDeviceSockets(t *testing.T) {
+	testenv.Command(t, "busybox")
+	tn := newTestNet(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- inNetns(tn.srvNS, func() error {
+			return (&pxe.Server{Interface: tn.srvIf, ServerIP: net.ParseIP(tn.ip), Mode: pxe.ModeFull, Network: nsNetwork()}).Serve(ctx)
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return")
+		}
+	})
+	env := udhcpcEnv(t, tn)
+	require.NotNil(t, env, "udhcpc got no lease")
+	assert.True(t, nsNetwork().Subnet.Contains(net.ParseIP(env["ip"])), "ip %s", env["ip"])
+
+	err := inNetns(tn.srvNS, func() error {
+		return (&pxe.Server{Interface: tn.srvIf, ServerIP: net.ParseIP(tn.ip), Mode: pxe.ModeFull, Network: nsNetwork()}).Serve(t.Context())
+	})
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "address already in use")
+	assert.ErrorContains(t, err, tn.srvIf)
 }

@@ -20,6 +20,17 @@ func seedPackets(f *testing.F) {
 		relayed := discover(f, fx, dhcpv4.WithGatewayIP(net.IPv4(10, 9, 0, 1)), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest))
 		f.Add(relayed.ToBytes())
 	}
+	// Malformed PXE options, each on an otherwise valid BIOS DISCOVER.
+	bios := fixtureByName(f, "qemu-ipxe-bios-rom")
+	for _, bad := range []dhcpv4.Modifier{
+		dhcpv4.WithGeneric(dhcpv4.OptionClientSystemArchitectureType, []byte{0, 7, 1}),
+		dhcpv4.WithGeneric(dhcpv4.OptionClientNetworkInterfaceIdentifier, []byte{1, 3}),
+		dhcpv4.WithGeneric(dhcpv4.OptionClientMachineIdentifier, []byte{1, 2, 3}),
+		dhcpv4.WithGeneric(dhcpv4.OptionUserClassInformation, []byte("\x09iPXE")),
+		dhcpv4.WithGeneric(dhcpv4.OptionEtherboot, []byte{19, 5, 1}),
+	} {
+		f.Add(discover(f, bios, bad).ToBytes())
+	}
 }
 
 // FuzzClientFromRequest: classification never panics, and what it reports
