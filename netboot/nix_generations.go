@@ -140,30 +140,6 @@ func ReadToplevel(storeRoot, toplevel string) (Generation, error) {
 	return g, nil
 }
 
-// GenerationMenu renders an iPXE boot menu of gens, newest (the first)
-// as the default. urlFor maps a store path (kernel or initrd) to the URL
-// the client fetches it from; extra arguments are appended to every
-// entry's command line (for example the installer's nixboot.* settings).
-func GenerationMenu(title string, gens []Generation, urlFor func(storePath string) string, extra ipxe.Args) (*ipxe.Script, error) {
-	if len(gens) == 0 {
-		return nil, fmt.Errorf("%w: no generations to offer", ErrGeneration)
-	}
-	m := ipxe.BootMenu{Title: title}
-	for _, g := range gens {
-		args := append(append(ipxe.Args(nil), g.Args...), extra...)
-		m.Entries = append(m.Entries, ipxe.MenuEntry{
-			Label: "gen" + strconv.Itoa(g.Number),
-			Title: fmt.Sprintf("NixOS generation %d (%s)", g.Number, storeName(g.Toplevel)),
-			Boot: ipxe.BootSpec{
-				Kernel:  urlFor(g.Kernel),
-				Initrds: []ipxe.ImageRef{{URL: urlFor(g.Initrd), Name: "initrd"}},
-				Args:    args,
-			},
-		})
-	}
-	return m.Script()
-}
-
 // storeName returns the name part of a store path, without the hash.
 func storeName(p string) string {
 	base := path.Base(p)

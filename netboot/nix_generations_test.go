@@ -8,13 +8,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/nixboot/nixboot/ipxe"
 )
 
 // fakeSystem writes a NixOS-shaped toplevel under root and returns its
 // store path.
-func fakeSystem(t *testing.T, root, hash, name, params string) string {
+func fakeSystem(t testing.TB, root, hash, name, params string) string {
 	t.Helper()
 	top := "/nix/store/" + hash + "-nixos-system-" + name
 	dir := filepath.Join(root, top)
@@ -50,13 +48,6 @@ func TestSystemProfileGenerations(t *testing.T) {
 	assert.Equal(t, "init="+g10+"/init quiet", gens[0].Args.String())
 	assert.Equal(t, "init="+g1+"/init console=ttyS0 loglevel=4", gens[2].Args.String())
 
-	s, err := GenerationMenu("lab1", gens, func(p string) string { return "http://10.0.0.1/store" + p },
-		ipxe.Args{ipxe.KV("nixboot.server", "http://10.0.0.1")})
-	require.NoError(t, err)
-	b, err := s.Render()
-	require.NoError(t, err)
-	assert.Contains(t, string(b), "choose --default gen10 nixboot-choice && goto ${nixboot-choice}\n")
-	assert.Contains(t, string(b), "kernel http://10.0.0.1/store/nix/store/2c8ykm2wnb7mk5q9w8bkr6h0p6b2ln5k-linux-6.1/bzImage init="+g10+"/init quiet nixboot.server=http://10.0.0.1 initrd=initrd\n")
 }
 
 func TestSystemProfileErrors(t *testing.T) {
@@ -78,8 +69,5 @@ func TestSystemProfileErrors(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(root, top, "kernel-params"), []byte("x=${evil}"), 0o444))
 	require.NoError(t, os.Symlink(top, filepath.Join(profiles, "system-5-link")))
 	_, err = SystemProfile{Dir: profiles, StoreRoot: root}.Generations(context.Background())
-	require.ErrorIs(t, err, ErrGeneration)
-
-	_, err = GenerationMenu("x", nil, func(string) string { return "" }, nil)
 	require.ErrorIs(t, err, ErrGeneration)
 }
