@@ -6,7 +6,8 @@
 // The closure has three paths: busybox, etc (a marker file) and toplevel,
 // whose init is a busybox shell script that prints the marker. It has the
 // shape of a NixOS system closure (a toplevel with an init referring to the
-// rest) at a fraction of the size.
+// rest) at a fraction of the size. BuildSystem adds a fourth, the boot
+// files, linked from the toplevel as NixOS links its kernel and initrd.
 package nixtest
 
 import (
@@ -31,7 +32,7 @@ type Closure struct {
 	env          []string
 }
 
-const expression = `{ bbroot, marker }:
+const expression = `{ bbroot, marker, kernel ? null, initrd ? null, params ? "" }:
 let
   system = builtins.currentSystem;
   src = builtins.path { path = bbroot; name = "busybox-src"; };
@@ -49,16 +50,34 @@ let
     name = "etc"; inherit system; builder = "${busybox}/bin/sh";
     args = [ "-c" ''mkdir -p $out && echo "${marker}" > $out/marker'' ];
   };
+  # A system's boot files, as NixOS keeps the kernel and initrd in store
+  # paths of their own.
+  boot = derivation {
+    name = "boot"; inherit system; builder = "${busybox}/bin/sh";
+    args = [ "-c" ''
+      set -e
+      ${busybox}/bin/mkdir -p $out
+      ${busybox}/bin/cat ${builtins.path { path = kernel; name = "kernel-image"; }} > $out/bzImage
+      ${busybox}/bin/cat ${builtins.path { path = initrd; name = "initrd-image"; }} > $out/initrd
+    '' ];
+  };
+  # Nothing is added to the toplevel without a kernel, so the plain
+  # closure keeps its hashes.
+  bootLinks = if kernel == null then "" else ''
+    ln -s ${boot}/bzImage $out/kernel
+    ln -s ${boot}/initrd $out/initrd
+    echo "${params}" > $out/kernel-params
+  '';
   toplevel = derivation {
     name = "toplevel"; inherit system; builder = "${busybox}/bin/sh";
-    args = [ "-c" ''
+    args = [ "-c" (''
       set -e
       mkdir -p $out
       ln -s ${etc} $out/etc
       printf '#!%s\nexport PATH=%s\necho "$(cat %s) from %s"\n' \
         ${busybox}/bin/sh ${busybox}/bin ${etc}/marker $out/init > $out/init
       chmod 0555 $out/init
-    '' ];
+    '' + bootLinks) ];
   };
 in toplevel
 `
@@ -66,6 +85,29 @@ in toplevel
 // Build builds the closure whose init prints marker. It skips (or fails in
 // CI) when nix-build or a static busybox is missing.
 func Build(t testing.TB, marker string) *Closure {
+	t.Helper()
+	return build(t, marker)
+}
+
+// BuildSystem builds a closure shaped like a bootable NixOS system: Build's,
+// plus a boot path holding copies of the kernel and initrd files, linked
+// from the toplevel as kernel and initrd, and a kernel-params file holding
+// params. SystemProfile and ReadToplevel (package netboot) read it as they
+// read a NixOS generation.
+func BuildSystem(t testing.TB, marker, kernel, initrd, params string) *Closure {
+	t.Helper()
+	for _, f := range []string{kernel, initrd} {
+		if !filepath.IsAbs(f) {
+			t.Fatalf("nixtest: %q is not an absolute path", f)
+		}
+	}
+	if strings.ContainsAny(params, "\"$\\\n") {
+		t.Fatalf("nixtest: params %q would need quoting", params)
+	}
+	return build(t, marker, "--arg", "kernel", kernel, "--arg", "initrd", initrd, "--argstr", "params", params)
+}
+
+func build(t testing.TB, marker string, args ...string) *Closure {
 	t.Helper()
 	testenv.Command(t, "nix-build")
 	bb := testenv.File(t, "/usr/bin/busybox", "/bin/busybox")
@@ -91,8 +133,8 @@ func Build(t testing.TB, marker string) *Closure {
 	must(t, os.Symlink("busybox", filepath.Join(root, "sh")))
 	must(t, os.WriteFile(filepath.Join(dir, "default.nix"), []byte(expression), 0o644))
 
-	out := c.Nix(t, "nix-build", "--store", c.Store, filepath.Join(dir, "default.nix"),
-		"--arg", "bbroot", filepath.Join(dir, "bbroot"), "--argstr", "marker", marker, "--no-out-link")
+	out := c.Nix(t, "nix-build", append([]string{"--store", c.Store, filepath.Join(dir, "default.nix"),
+		"--arg", "bbroot", filepath.Join(dir, "bbroot"), "--argstr", "marker", marker, "--no-out-link"}, args...)...)
 	c.Toplevel = strings.TrimSpace(string(out))
 	paths := c.Nix(t, "nix-store", "--store", c.Store, "-qR", c.Toplevel)
 	c.Paths = strings.Fields(string(paths))

@@ -28,3 +28,28 @@ func TestBuildMakesARunnableClosure(t *testing.T) {
 		assert.Equal(t, "NIXTEST-MARKER from "+c.Toplevel+"/init\n", string(out))
 	}
 }
+
+func TestBuildSystemHasBootFiles(t *testing.T) {
+	dir := t.TempDir()
+	kernel, initrd := filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img")
+	require.NoError(t, os.WriteFile(kernel, []byte("a kernel"), 0o644))
+	require.NoError(t, os.WriteFile(initrd, []byte("an initrd"), 0o644))
+	c := BuildSystem(t, "SYSTEM", kernel, initrd, "console=ttyS0 quiet")
+	require.Len(t, c.Paths, 4, "busybox, etc, boot and toplevel")
+	for name, want := range map[string]string{"kernel": "a kernel", "initrd": "an initrd"} {
+		target, err := os.Readlink(c.HostPath(c.Toplevel + "/" + name))
+		require.NoError(t, err)
+		require.True(t, strings.HasPrefix(target, "/nix/store/"), target)
+		assert.Contains(t, c.Paths, filepath.Dir(target), "the boot files are in the closure")
+		b, err := os.ReadFile(c.HostPath(target))
+		require.NoError(t, err)
+		assert.Equal(t, want, string(b))
+	}
+	params, err := os.ReadFile(c.HostPath(c.Toplevel + "/kernel-params"))
+	require.NoError(t, err)
+	assert.Equal(t, "console=ttyS0 quiet\n", string(params))
+	// The plain closure is unchanged by the boot files' option.
+	plain := Build(t, "SYSTEM")
+	assert.NotEqual(t, plain.Toplevel, c.Toplevel)
+	require.Len(t, plain.Paths, 3)
+}
