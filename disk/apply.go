@@ -29,6 +29,8 @@ type ApplyOptions struct {
 // it did when the plan was made, unless the disk already has the plan's
 // table, in which case Apply does nothing (so applying twice is a no-op).
 // Plans with refused (conflict) actions are rejected with a *RefusedError.
+// When a filesystem's mkfs program is missing, Apply returns an error
+// wrapping ErrNoTool before it writes anything.
 //
 // Write order, chosen so that stopping after any step leaves a valid table
 // (old or new) and never touches a kept partition:
@@ -43,14 +45,26 @@ type ApplyOptions struct {
 //
 // A block device is opened exclusively, so Apply fails if it is mounted.
 func Apply(ctx context.Context, p Plan, opt ApplyOptions) error {
-	return apply(ctx, p, opt, -1)
+	return apply(ctx, p, opt, applyHooks{})
 }
 
-// apply runs at most stopAfter write steps (all when negative or when
-// there are no more) and, if it stopped early, returns errInterrupted: the
-// fault-injection tests use it to leave a disk exactly as a crash after
-// that step would.
-func apply(ctx context.Context, p Plan, opt ApplyOptions, stopAfter int) error {
+// applyHooks let tests change how apply behaves; the zero value changes
+// nothing.
+type applyHooks struct {
+	// interrupt makes apply run only the first stopAfter write steps and
+	// return errInterrupted if there were more: the fault-injection tests
+	// leave a disk exactly as a crash after that step would.
+	interrupt bool
+	stopAfter int
+	// lookTool finds programs; nil = lookTool.
+	lookTool func(name string) (string, error)
+}
+
+func apply(ctx context.Context, p Plan, opt ApplyOptions, hooks applyHooks) error {
+	look := hooks.lookTool
+	if look == nil {
+		look = lookTool
+	}
 	log := opt.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -103,6 +117,23 @@ func apply(ctx context.Context, p Plan, opt ApplyOptions, stopAfter int) error {
 	if p.Empty() {
 		return nil
 	}
+	// Find every mkfs program before writing anything, so that a missing
+	// one leaves the disk untouched.
+	tools := map[string]string{}
+	for _, a := range p.Actions {
+		if a.Filesystem == nil || !makesFS(a.Kind) {
+			continue
+		}
+		prog := mkfsProgram(a.Filesystem.Type)
+		if prog == "" || tools[prog] != "" {
+			continue
+		}
+		path, err := look(prog)
+		if err != nil {
+			return fmt.Errorf("disk: %s: partition %d (%s) needs %s: %w", p.Device, a.Number, a.Filesystem.Type, prog, err)
+		}
+		tools[prog] = path
+	}
 
 	type step struct {
 		what string
@@ -111,12 +142,7 @@ func apply(ctx context.Context, p Plan, opt ApplyOptions, stopAfter int) error {
 	var steps []step
 	bySector := func(lba uint64) int64 { return int64(lba) * int64(sector) }
 	for _, a := range p.Actions {
-		if a.Filesystem == nil {
-			continue
-		}
-		switch a.Kind {
-		case ActionCreate, ActionFormat, ActionRecreate, ActionReformat:
-		default:
+		if a.Filesystem == nil || !makesFS(a.Kind) {
 			continue
 		}
 		a := a
@@ -124,7 +150,7 @@ func apply(ctx context.Context, p Plan, opt ApplyOptions, stopAfter int) error {
 			what: fmt.Sprintf("make %s on partition %d", a.Filesystem.Type, a.Number),
 			run: func() error {
 				off, n := bySector(a.FirstLBA), bySector(a.LastLBA-a.FirstLBA+1)
-				img, err := buildFS(ctx, *a.Filesystem, n, sector, opt.WorkDir)
+				img, err := buildFS(ctx, *a.Filesystem, n, sector, opt.WorkDir, tools[mkfsProgram(a.Filesystem.Type)])
 				if err != nil {
 					return fmt.Errorf("partition %d: %w", a.Number, err)
 				}
@@ -192,7 +218,7 @@ func apply(ctx context.Context, p Plan, opt ApplyOptions, stopAfter int) error {
 		}},
 	)
 	for i, s := range steps {
-		if stopAfter >= 0 && i >= stopAfter {
+		if hooks.interrupt && i >= hooks.stopAfter {
 			return fmt.Errorf("%w after %d steps", errInterrupted, i)
 		}
 		if err := ctx.Err(); err != nil {
@@ -207,6 +233,15 @@ func apply(ctx context.Context, p Plan, opt ApplyOptions, stopAfter int) error {
 		return nil
 	}
 	return syncKernel(ctx, f, p, opt.SettleTimeout)
+}
+
+// makesFS reports whether an action of this kind makes its filesystem.
+func makesFS(k ActionKind) bool {
+	switch k {
+	case ActionCreate, ActionFormat, ActionRecreate, ActionReformat:
+		return true
+	}
+	return false
 }
 
 // hasTable reports whether d already holds exactly the plan's table (and

@@ -4,17 +4,22 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/nixboot/nixboot/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// everyFS declares one partition of each filesystem type.
+// everyFS declares one partition of each filesystem type. The seed differs
+// on every run: mkfs.btrfs refuses a UUID that a block device on the machine
+// already carries (a loop device left by another run, for example), and the
+// seed decides the btrfs UUID.
 func everyFS() Layout {
-	return Layout{Seed: "every-fs", Partitions: []Partition{
+	return Layout{Seed: "every-fs-" + rand.Text(), Partitions: []Partition{
 		{Name: "ESP", Type: "esp", Size: Fixed(100 * MiB), Attributes: 1,
 			Filesystem: &Filesystem{Type: FSVFAT, Label: "ESP", UUID: "12AB-34CD"}},
 		{Name: "root", Type: "root-x86-64", Size: Fixed(400 * MiB), Attributes: 1 << 59,
@@ -77,6 +82,7 @@ func requireTableIs(t *testing.T, dev string, p Plan) {
 func TestApplyImageEveryFilesystem(t *testing.T) {
 	img := newImage(t, 2*GiB)
 	l := everyFS()
+	t.Logf("layout seed %q", l.Seed)
 	p := planApply(t, img, l, InspectOptions{})
 
 	requireSgdiskClean(t, img)
@@ -238,4 +244,71 @@ func TestApplyStalePlan(t *testing.T) {
 	whole := hashFile(t, img)
 	require.ErrorIs(t, Apply(ctx, p, ApplyOptions{}), ErrStale)
 	assert.Equal(t, whole, hashFile(t, img))
+}
+
+// TestApplyMissingTool hides one mkfs program: Apply must name it, wrap
+// ErrNoTool, and write nothing at all (not even the filesystems it could
+// make).
+func TestApplyMissingTool(t *testing.T) {
+	ctx := context.Background()
+	img := newImage(t, 256*MiB)
+	l := Layout{Seed: "no-tool", Partitions: []Partition{
+		{Name: "ESP", Type: "esp", Size: Fixed(64 * MiB), Filesystem: &Filesystem{Type: FSVFAT, Label: "ESP"}},
+		{Name: "root", Type: "linux", Size: Fixed(64 * MiB), Filesystem: &Filesystem{Type: FSExt4, Label: "root"}},
+		{Name: "var", Type: "var", Size: Rest(), Filesystem: &Filesystem{Type: FSXFS, Label: "var"}},
+	}}
+	d, err := Inspect(ctx, img, InspectOptions{})
+	require.NoError(t, err)
+	p, err := MakePlan(d, l, PlanOptions{})
+	require.NoError(t, err)
+	var looked []string
+	hide := func(name string) (string, error) {
+		looked = append(looked, name)
+		if name == "mkfs.xfs" {
+			return "", fmt.Errorf("%w: %s", ErrNoTool, name)
+		}
+		return lookTool(name)
+	}
+	before := hashFile(t, img)
+	err = apply(ctx, p, ApplyOptions{WorkDir: t.TempDir()}, applyHooks{lookTool: hide})
+	require.ErrorIs(t, err, ErrNoTool)
+	assert.ErrorContains(t, err, "partition 3 (xfs) needs mkfs.xfs")
+	assert.Equal(t, []string{"mkfs.ext4", "mkfs.xfs"}, looked)
+	assert.Equal(t, before, hashFile(t, img), "the disk was written")
+
+	// The real lookup: a program that does not exist gives ErrNoTool.
+	_, err = lookTool("mkfs.nixboot-does-not-exist")
+	require.ErrorIs(t, err, ErrNoTool)
+}
+
+// TestFAT32Sizes makes FAT32 filesystems of the sizes for which go-diskfs
+// v1.9.4 writes more clusters than its FAT holds (found by sweeping 33 MiB
+// to 1100 MiB with fsck.fat) and a few good ones: every result must pass
+// fsck.fat -n and carry the requested label and serial.
+func TestFAT32Sizes(t *testing.T) {
+	testenv.Command(t, "fsck.fat")
+	for _, tc := range []struct {
+		mib    int64
+		sector int
+	}{
+		{33, 512}, {64, 512}, {100, 512}, {129, 512}, {194, 512}, {259, 512}, {505, 512},
+		{506, 512}, {507, 512}, {762, 512}, {1018, 512}, {260, 4096}, {505, 4096}, {1020, 4096},
+	} {
+		t.Run(fmt.Sprintf("%dMiB-%d", tc.mib, tc.sector), func(t *testing.T) {
+			ctx := context.Background()
+			size := tc.mib << 20
+			img, err := buildFS(ctx, Filesystem{Type: FSVFAT, Label: "ESP", UUID: "ABCD-0123"}, size, tc.sector, t.TempDir(), "")
+			require.NoError(t, err)
+			f, err := os.Open(img)
+			require.NoError(t, err)
+			defer f.Close()
+			bs := make([]byte, tc.sector)
+			_, err = f.ReadAt(bs, 0)
+			require.NoError(t, err)
+			require.NoError(t, checkFAT32(bs))
+			assert.Equal(t, &FSInfo{Type: FSVFAT, Label: "ESP", UUID: "ABCD-0123"}, probeFS(f, 0, size))
+			out, code := tool(t, "fsck.fat", "-n", img)
+			assert.Equal(t, 0, code, "fsck.fat -n:\n%s", out)
+		})
+	}
 }

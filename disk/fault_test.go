@@ -64,7 +64,7 @@ func TestApplyInterrupted(t *testing.T) {
 		require.NoError(t, err)
 		p, err := MakePlan(d, target, PlanOptions{})
 		require.NoError(t, err)
-		applyErr := apply(ctx, p, ApplyOptions{WorkDir: t.TempDir()}, n)
+		applyErr := apply(ctx, p, ApplyOptions{WorkDir: t.TempDir()}, applyHooks{interrupt: true, stopAfter: n})
 		done := applyErr == nil
 		if !done {
 			require.ErrorIs(t, applyErr, errInterrupted)

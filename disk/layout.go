@@ -146,6 +146,10 @@ func TypeName(guid string) string {
 // "read-only", "no-auto") and bit numbers (0-63).
 type Attributes uint64
 
+// attrGrowFS is the Discoverable Partitions Specification's bit 59:
+// systemd grows the partition's filesystem to the partition when mounting it.
+const attrGrowFS Attributes = 1 << 59
+
 var attrNames = map[string]uint{
 	"required": 0, "no-block-io": 1, "legacy-bios-bootable": 2,
 	"grow-fs": 59, "read-only": 60, "no-auto": 63,

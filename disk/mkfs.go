@@ -16,10 +16,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// mkfsProgram names the program that makes a filesystem type, or "" when
+// it is made in Go (vfat).
+func mkfsProgram(fsType string) string {
+	switch fsType {
+	case FSExt4:
+		return "mkfs.ext4"
+	case FSXFS:
+		return "mkfs.xfs"
+	case FSBtrfs:
+		return "mkfs.btrfs"
+	case FSSwap:
+		return "mkswap"
+	}
+	return ""
+}
+
 // buildFS makes filesystem fs in a fresh sparse file of `size` bytes in
-// workDir and returns its path. Building aside and copying in afterwards
-// keeps the disk untouched until the filesystem is complete.
-func buildFS(ctx context.Context, fs Filesystem, size int64, sector int, workDir string) (string, error) {
+// workDir and returns its path. tool is the path of its mkfsProgram ("" =
+// look it up). Building aside and copying in afterwards keeps the disk
+// untouched until the filesystem is complete.
+func buildFS(ctx context.Context, fs Filesystem, size int64, sector int, workDir, tool string) (string, error) {
 	f, err := os.CreateTemp(workDir, "nixboot-disk-fs-*")
 	if err != nil {
 		return "", fmt.Errorf("disk: temporary filesystem image: %w", err)
@@ -46,26 +63,28 @@ func buildFS(ctx context.Context, fs Filesystem, size int64, sector int, workDir
 	if err := f.Close(); err != nil {
 		return fail(err)
 	}
-	var prog string
 	var args []string
 	switch fs.Type {
 	case FSExt4:
-		prog, args = "mkfs.ext4", []string{"-q", "-F", "-b", "4096", "-U", fs.UUID, "-L", fs.Label, name}
+		args = []string{"-q", "-F", "-b", "4096", "-U", fs.UUID, "-L", fs.Label, name}
 	case FSXFS:
-		prog, args = "mkfs.xfs", []string{"-q", "-f", "-s", "size=" + strconv.Itoa(sector), "-m", "uuid=" + fs.UUID, "-L", fs.Label, name}
+		args = []string{"-q", "-f", "-s", "size=" + strconv.Itoa(sector), "-m", "uuid=" + fs.UUID, "-L", fs.Label, name}
 	case FSBtrfs:
-		prog, args = "mkfs.btrfs", []string{"-q", "-f", "-U", fs.UUID, "-L", fs.Label, name}
+		args = []string{"-q", "-f", "-U", fs.UUID, "-L", fs.Label, name}
 	case FSSwap:
-		prog, args = "mkswap", []string{"-U", fs.UUID, "-L", fs.Label, name}
+		args = []string{"-U", fs.UUID, "-L", fs.Label, name}
 		if sector > 4096 {
 			args = append([]string{"-p", strconv.Itoa(sector)}, args...)
 		}
 	default:
 		return fail(fmt.Errorf("%w: filesystem type %q", ErrLayout, fs.Type))
 	}
-	path, err := lookTool(prog)
-	if err != nil {
-		return fail(err)
+	prog := mkfsProgram(fs.Type)
+	path := tool
+	if path == "" {
+		if path, err = lookTool(prog); err != nil {
+			return fail(err)
+		}
 	}
 	out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
 	if err != nil {

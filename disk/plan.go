@@ -392,8 +392,12 @@ func MakePlan(d Disk, l Layout, opt PlanOptions) (Plan, error) {
 			}
 			if e.LastLBA < s.Last {
 				pp.LastLBA = s.Last
+				fsNote := "the filesystem is not resized"
+				if lp.Attributes&attrGrowFS != 0 {
+					fsNote += " here (the grow-fs attribute asks systemd to grow it when mounted)"
+				}
 				p.Actions = append(p.Actions, Action{Kind: ActionGrow, Number: n, Name: lp.Name, FirstLBA: s.First, LastLBA: s.Last,
-					OldLastLBA: e.LastLBA, Reason: fmt.Sprintf("%s -> %s; the filesystem is not resized", e.Size, size(s.First, s.Last))})
+					OldLastLBA: e.LastLBA, Reason: fmt.Sprintf("%s -> %s; %s", e.Size, size(s.First, s.Last), fsNote)})
 			}
 			if len(mods) > 0 {
 				p.Actions = append(p.Actions, Action{Kind: ActionModify, Number: n, Name: lp.Name, FirstLBA: s.First, LastLBA: s.Last,
