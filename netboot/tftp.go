@@ -1,6 +1,7 @@
 package netboot
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -27,6 +28,11 @@ const (
 	DefaultTFTPRetries      = 4
 	DefaultTFTPMaxTransfers = 256
 )
+
+// tftpReadBuffer is how much of a file a transfer reads at once: one read
+// per block (1468 bytes) would cost a system call per packet for files on
+// disk.
+const tftpReadBuffer = 64 << 10
 
 // TFTP block size limits (RFC 2348 allows 8..65464; below 512 the server
 // simply keeps the classic 512).
@@ -245,7 +251,7 @@ func (h *tftpHandler) read(filename string, rf io.ReaderFrom) error {
 	// safeReader hides read errors from the client (pin/tftp would send their
 	// text) and, not being an io.Seeker, keeps pin/tftp from seeking: the
 	// size was set above.
-	sr := &safeReader{r: f.Content}
+	sr := &safeReader{r: bufio.NewReaderSize(f.Content, tftpReadBuffer)}
 	n, err := rf.ReadFrom(sr)
 	ev.Bytes = n
 	switch {
