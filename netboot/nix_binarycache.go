@@ -115,6 +115,19 @@ func (c *BinaryCache) init() error {
 	return c.err
 }
 
+// PublicKey returns the public half of Key ("name:base64"), what clients
+// list in trusted-public-keys (and the installer in nixboot.key), or an
+// error if the cache is misconfigured or has no Key.
+func (c *BinaryCache) PublicKey() (string, error) {
+	if err := c.init(); err != nil {
+		return "", err
+	}
+	if c.sk == nil {
+		return "", fmt.Errorf("%w: no Key, so no public key", ErrBinaryCache)
+	}
+	return c.sk.ToPublicKey().String(), nil
+}
+
 func nixhashPart(sp *storepath.StorePath) string {
 	s := sp.String()
 	return s[:strings.IndexByte(s, '-')]

@@ -54,6 +54,9 @@ func TestBinaryCacheWithRealNix(t *testing.T) {
 	infos, err := ParseRegistration(bytes.NewReader(c.Registration))
 	require.NoError(t, err)
 	sk, pk := c.GenerateKey(t, "nixboot-test-1")
+	derived, err := (&BinaryCache{StoreDir: c.StoreDir(), Key: sk}).PublicKey()
+	require.NoError(t, err)
+	assert.Equal(t, pk, derived, "the public key nix-store made")
 
 	tests := []struct {
 		name   string
@@ -166,7 +169,11 @@ func TestBinaryCacheConfigErrors(t *testing.T) {
 		bc.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/nix-cache-info", nil))
 		assert.Equal(t, http.StatusInternalServerError, rec.Code, name)
 		require.ErrorIs(t, bc.init(), ErrBinaryCache, name)
+		_, err := bc.PublicKey()
+		require.ErrorIs(t, err, ErrBinaryCache, name)
 	}
+	_, err := (&BinaryCache{StoreDir: "/nix/store"}).PublicKey()
+	require.ErrorIs(t, err, ErrBinaryCache, "no key")
 }
 
 func TestNixClosure(t *testing.T) {

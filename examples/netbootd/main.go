@@ -13,6 +13,24 @@
 // powers off) and printing how to boot a QEMU VM from it. iPXE loaders are
 // served from /usr/lib/ipxe (Debian's ipxe package) unless -loaders says
 // otherwise. State is at /state.json and metrics at /metrics.
+//
+// The network install flow (see examples/netinstall) serves a NixOS system
+// profile's generations: an iPXE menu at /nixos/menu.ipxe (which iPXE
+// clients are sent to) and a PXELINUX menu at pxelinux.cfg/default, each
+// with the newest generation first and default; a Nix binary cache of their
+// closures, signed with -cache-key; and the disk layout at /layout.json:
+//
+//	netbootd -interface br0 -dhcp full -range 10.0.0.100-10.0.0.200 \
+//	  -http 10.0.0.1:8080 -tftp 10.0.0.1:69 -url http://10.0.0.1:8080 \
+//	  -generations /nix/var/nix/profiles -cache-key /etc/nixboot/cache.sk \
+//	  -layout /etc/nixboot/layout.json -bios-loader lpxelinux.0 -assets /srv/pxelinux \
+//	  -install-args 'console=ttyS0'
+//
+// The generations' kernel-params, init= and the installer's nixboot.server,
+// nixboot.cache and nixboot.key settings are on every entry's command line;
+// the generation's initrd must run the installer. -assets names a directory
+// holding lpxelinux.0, ldlinux.c32, menu.c32 and libutil.c32 (Debian's
+// pxelinux and syslinux-common) for BIOS machines.
 package main
 
 import (
@@ -54,6 +72,7 @@ type options struct {
 	blksize    int
 	verbose    bool
 	demoKernel string
+	install    installOptions
 }
 
 func main() {
@@ -75,6 +94,7 @@ func main() {
 	flag.IntVar(&o.blksize, "blksize", 0, "TFTP block size cap (default 1468)")
 	flag.StringVar(&o.demoKernel, "demo-kernel", "", "kernel for the demo profile (default: $NIXBOOT_KERNEL, /var/cache/nixboot/vmlinuz, newest /boot/vmlinuz-*)")
 	flag.BoolVar(&o.verbose, "v", false, "log every request (debug level)")
+	o.install.register(flag.CommandLine)
 	flag.Parse()
 
 	level := slog.LevelInfo
@@ -103,6 +123,13 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 		s.Inventory, watch = fi, fi.Watch
 		summary = append(summary, "inventory  "+o.inventory+" (reloaded when it changes)")
+	} else if o.install.generations != "" {
+		// The install flow without an inventory file serves every
+		// machine: the menus are the same for all.
+		s.Inventory = netboot.InventoryFunc(func(context.Context, *netboot.Machine) (*netboot.Boot, error) {
+			return &netboot.Boot{Profile: "generations"}, nil
+		})
+		summary = append(summary, "inventory  every machine (no -inventory)")
 	} else {
 		inv, desc, cleanup, err := demoInventory(ctx, o.demoKernel)
 		if err != nil {
@@ -113,8 +140,28 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		summary = append(summary, desc...)
 	}
 
-	// Files: loaders, then assets.
+	// Files: the install flow's menus and images, loaders, then assets.
 	var sources []netboot.Source
+	var inst *install
+	if o.install.generations != "" {
+		base := o.httpURL
+		if base == "" {
+			if host, _, err := net.SplitHostPort(o.httpAddr); err == nil && host != "" && !net.ParseIP(host).IsUnspecified() {
+				base = "http://" + o.httpAddr
+			}
+		}
+		var err error
+		if inst, err = newInstall(ctx, o.install, o.httpAddr, base, log); err != nil {
+			return err
+		}
+		defer inst.cacheLn.Close()
+		sources = append(sources, inst.files)
+		summary = append(summary, inst.summary...)
+		s.Loaders.ScriptURL = inst.menuURL
+	}
+	if o.install.biosLoader != "" {
+		s.Loaders.BIOS = o.install.biosLoader
+	}
 	if o.loaders != "" {
 		loaders, err := loaderFiles(o.loaders)
 		switch {
@@ -169,9 +216,24 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	} else {
 		watchDone <- nil
 	}
+	cacheDone := make(chan error, 1)
+	if inst != nil {
+		go func() {
+			err := inst.serve(ctx)
+			if err != nil {
+				cancel() // the cache failing stops the server too
+			}
+			cacheDone <- err
+		}()
+	} else {
+		cacheDone <- nil
+	}
 	err := s.Serve(ctx)
 	cancel()
 	<-watchDone
+	if cerr := <-cacheDone; err == nil {
+		err = cerr
+	}
 	return err
 }
 

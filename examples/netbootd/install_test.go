@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pin/tftp/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nixboot/nixboot/internal/nixtest"
+)
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr(t *testing.T, network string) string {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer c.Close()
+		return c.LocalAddr().String()
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+const testLayout = `{"partitions":[{"name":"root","type":"root-x86-64","size":"rest","filesystem":{"type":"ext4","label":"nixos"}}]}`
+
+// TestInstallFlow runs netbootd with -generations over a real Nix system
+// closure on loopback: the menus offer the profile's generation, the
+// images are the closure's own kernel and initrd, the layout is served and
+// a broken edit of it is refused, and the real Nix client substitutes the
+// closure from the binary cache with signature checking on.
+func TestInstallFlow(t *testing.T) {
+	dir := t.TempDir()
+	kernel, initrdFile := filepath.Join(dir, "bzImage"), filepath.Join(dir, "initrd")
+	require.NoError(t, os.WriteFile(kernel, []byte("kernel bytes"), 0o644))
+	require.NoError(t, os.WriteFile(initrdFile, []byte("initrd bytes"), 0o644))
+	c := nixtest.BuildSystem(t, "NETBOOTD", kernel, initrdFile, "console=ttyS0")
+	t.Setenv("NIX_CONF_DIR", filepath.Join(c.Dir, "conf"))
+	t.Setenv("HOME", c.Dir)
+	sk, pk := c.GenerateKey(t, "netbootd-test-1")
+	profiles := filepath.Join(dir, "profiles")
+	require.NoError(t, os.MkdirAll(profiles, 0o755))
+	require.NoError(t, os.Symlink(c.Toplevel, filepath.Join(profiles, "system-3-link")))
+	keyFile, layoutFile := filepath.Join(dir, "key.sk"), filepath.Join(dir, "layout.json")
+	require.NoError(t, os.WriteFile(keyFile, []byte(sk), 0o600))
+	require.NoError(t, os.WriteFile(layoutFile, []byte(testLayout), 0o644))
+
+	httpAddr, tftpAddr, cacheAddr := freeAddr(t, "tcp"), freeAddr(t, "udp"), freeAddr(t, "tcp")
+	o := options{httpAddr: httpAddr, tftpAddr: tftpAddr, install: installOptions{
+		generations: profiles, storeRoot: c.Store, cacheAddr: cacheAddr, keyFile: keyFile,
+		layout: layoutFile, args: "console=ttyS0 nixboot.poweroff=1",
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, o, slog.New(slog.DiscardHandler)) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("netbootd did not stop")
+		}
+	}()
+	base := "http://" + httpAddr
+	require.Eventually(t, func() bool {
+		r, err := http.Get(base + "/layout.json")
+		if err == nil {
+			r.Body.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond)
+
+	code, menu := get(t, base+"/nixos/menu.ipxe")
+	require.Equal(t, http.StatusOK, code, menu)
+	assert.Contains(t, menu, "choose --default gen3 ")
+	assert.Contains(t, menu, "kernel "+base+"/nixos/3/kernel init="+c.Toplevel+"/init console=ttyS0 nixboot.server="+base+
+		" nixboot.cache=http://"+cacheAddr+"/nix-cache nixboot.key="+pk+" console=ttyS0 nixboot.poweroff=1 initrd=initrd\n")
+	code, body := get(t, base+"/nixos/3/kernel")
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "kernel bytes", body)
+	code, _ = get(t, base+"/nixos/4/kernel")
+	assert.Equal(t, http.StatusNotFound, code)
+
+	// PXELINUX reads its menu over TFTP.
+	cl, err := tftp.NewClient(tftpAddr)
+	require.NoError(t, err)
+	wt, err := cl.Receive("pxelinux.cfg/default", "octet")
+	require.NoError(t, err)
+	var cfg bytes.Buffer
+	_, err = wt.WriteTo(&cfg)
+	require.NoError(t, err)
+	assert.Contains(t, cfg.String(), "DEFAULT gen3\n")
+	assert.Contains(t, cfg.String(), "KERNEL "+base+"/nixos/3/kernel\n")
+
+	// The layout, and a broken edit refused with the old one kept.
+	_, body = get(t, base+"/layout.json")
+	assert.JSONEq(t, testLayout, body)
+	require.NoError(t, os.WriteFile(layoutFile, []byte(`{"partitions":[{"name":"root","size":"lots"}]}`), 0o644))
+	_, body = get(t, base+"/layout.json")
+	assert.JSONEq(t, testLayout, body)
+
+	// The real Nix client installs the closure from the cache, checking
+	// signatures, and verifies what it got.
+	to := c.NewStore(t, "client")
+	out, err := c.NixErr("nix", "copy", "--from", "http://"+cacheAddr+"/nix-cache", "--to", to, c.Toplevel,
+		"--option", "trusted-public-keys", pk)
+	require.NoError(t, err, "%s", out)
+	out, err = c.NixErr("nix-store", "--store", to, "--verify", "--check-contents")
+	require.NoError(t, err, "%s", out)
+	link, err := os.Readlink(filepath.Join(to, c.Toplevel, "kernel"))
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(to, link))
+	require.NoError(t, err)
+	assert.Equal(t, "kernel bytes", string(b), "the kernel came with the closure")
+}
+
+func TestInstallFlowErrors(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "profiles")
+	require.NoError(t, os.MkdirAll(empty, 0o755))
+	key := filepath.Join(dir, "k")
+	require.NoError(t, os.WriteFile(key, []byte("nope"), 0o600))
+	for name, tc := range map[string]struct {
+		o    installOptions
+		want string
+	}{
+		"no key":         {installOptions{generations: empty}, "-cache-key"},
+		"no generations": {installOptions{generations: empty, keyFile: key}, "no generations"},
+		"missing dir":    {installOptions{generations: filepath.Join(dir, "nope"), keyFile: key}, "nope"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			o := options{httpAddr: freeAddr(t, "tcp"), install: tc.o}
+			err := run(context.Background(), o, slog.New(slog.DiscardHandler))
+			require.Error(t, err)
+			assert.True(t, strings.Contains(err.Error(), tc.want), err.Error())
+		})
+	}
+}
