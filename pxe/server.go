@@ -471,7 +471,12 @@ func (st *state) respond(ctx context.Context, req *dhcpv4.DHCPv4, boot bool) (*b
 	if c.MessageType == dhcpv4.MessageTypeNone {
 		return nil, ErrNoMessageType
 	}
-	st.log.Debug("pxe: request", "mac", c.MAC.String(), "type", c.MessageType.String(), "arch", archNumbers(c.Archs), "vendor", c.Vendor.Raw, "ipxe", c.IsIPXE(), "relay", ipString(c.RelayAddr))
+	// Per-packet logging is off in production; skip building its
+	// arguments then, which is a good share of a DISCOVER's allocations.
+	debug := st.log.Enabled(ctx, slog.LevelDebug)
+	if debug {
+		st.log.Debug("pxe: request", "mac", c.MAC.String(), "type", c.MessageType.String(), "arch", archNumbers(c.Archs), "vendor", c.Vendor.Raw, "ipxe", c.IsIPXE(), "relay", ipString(c.RelayAddr))
+	}
 	var r *dhcpv4.DHCPv4
 	var err error
 	switch {
@@ -489,7 +494,9 @@ func (st *state) respond(ctx context.Context, req *dhcpv4.DHCPv4, boot bool) (*b
 	if err != nil {
 		return nil, err
 	}
-	st.log.Debug("pxe: reply", "mac", c.MAC.String(), "type", r.MessageType().String(), "ip", ipString(r.YourIPAddr), "file", r.BootFileName, "bytes", len(b))
+	if debug {
+		st.log.Debug("pxe: reply", "mac", c.MAC.String(), "type", r.MessageType().String(), "ip", ipString(r.YourIPAddr), "file", r.BootFileName, "bytes", len(b))
+	}
 	return &builtReply{b: b}, nil
 }
 

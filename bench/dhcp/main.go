@@ -48,7 +48,7 @@ import (
 )
 
 func main() {
-	rates := flag.String("rates", "1000,2000,4000,8000,12000,16000,24000,32000", "offered DISCOVER rates per second, comma-separated")
+	rates := flag.String("rates", "500,1000,2000,4000,8000,12000,16000,24000,32000", "offered DISCOVER rates per second, comma-separated")
 	period := flag.Duration("period", 4*time.Second, "how long perfdhcp runs at each rate")
 	clients := flag.Int("clients", 20000, "distinct client MACs perfdhcp simulates (-R)")
 	reps := flag.Int("reps", 3, "runs per server and rate; the median is reported")
