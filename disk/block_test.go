@@ -60,11 +60,17 @@ func TestApplyLoopDevice(t *testing.T) {
 			require.NoError(t, err)
 			assert.True(t, again.Empty(), again.String())
 
-			// Grow root and add a partition; the kernel learns of both.
+			// Grow root and add a partition while the ESP's device is held
+			// open (as a reader of it would), so the kernel cannot re-read
+			// the whole table: it must learn of both changes partition by
+			// partition, and keep the ESP.
 			rootHash := hashRange(t, img, int64(d.Partitions[1].Start), int64(d.Partitions[1].Size))
 			l.Partitions[1].Size = Fixed(400 * MiB)
 			l.Partitions = append(l.Partitions, Partition{Name: "home", Type: "home", Size: Rest(), Filesystem: &Filesystem{Type: FSExt4, Label: "home"}})
+			esp, err := os.Open(node(1))
+			require.NoError(t, err)
 			p = planApply(t, dev, l, InspectOptions{})
+			require.NoError(t, esp.Close())
 			requireSgdiskClean(t, dev)
 			assert.Equal(t, rootHash, hashRange(t, img, int64(d.Partitions[1].Start), int64(d.Partitions[1].Size)))
 			sz, err := os.ReadFile(filepath.Join("/sys/class/block", filepath.Base(dev), filepath.Base(node(2)), "size"))

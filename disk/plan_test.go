@@ -3,6 +3,8 @@ package disk
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -87,6 +89,75 @@ func TestPlanSeedIsReproducible(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, a.DiskGUID, c.DiskGUID)
 	assert.NotEqual(t, a.Partitions[0].GUID, c.Partitions[0].GUID)
+
+	// Without a seed every GUID and UUID is drawn at random.
+	l.Seed = ""
+	r1, err := MakePlan(d, l, PlanOptions{})
+	require.NoError(t, err)
+	r2, err := MakePlan(d, l, PlanOptions{})
+	require.NoError(t, err)
+	assert.NotEqual(t, r1.DiskGUID, r2.DiskGUID)
+	for i := range r1.Partitions {
+		assert.NotEqual(t, r1.Partitions[i].GUID, r2.Partitions[i].GUID)
+		assert.NotEqual(t, r1.Actions[i+1].Filesystem.UUID, r2.Actions[i+1].Filesystem.UUID)
+	}
+}
+
+// TestPlanAlignment places partitions on the layout's grain, not only on
+// the 1 MiB default.
+func TestPlanAlignment(t *testing.T) {
+	for _, tc := range []struct {
+		align     ByteSize
+		sector    int
+		wantFirst uint64 // LBA of partition 1
+	}{
+		{0, 512, 2048},
+		{4 * KiB, 512, 40}, // first usable LBA 34, rounded up to 8 sectors
+		{4 * KiB, 4096, 6}, // first usable LBA 6 (array of 4 sectors)
+		{64 * KiB, 512, 128},
+		{2 * MiB, 512, 4096},
+		{2 * MiB, 4096, 512},
+	} {
+		t.Run(fmt.Sprintf("%s-%d", tc.align, tc.sector), func(t *testing.T) {
+			l := Layout{Alignment: tc.align, Seed: "a", Partitions: []Partition{
+				{Name: "a", Type: "linux", Size: Fixed(5*MiB + 3)},
+				{Name: "b", Type: "linux", Size: Percent(10)},
+				{Name: "c", Type: "linux", Size: Rest()},
+			}}
+			p, err := MakePlan(blankDisk(int64(GiB)+12345, tc.sector), l, PlanOptions{})
+			require.NoError(t, err)
+			grain := uint64(l.alignment()) / uint64(tc.sector)
+			require.Len(t, p.Partitions, 3)
+			assert.Equal(t, tc.wantFirst, p.Partitions[0].FirstLBA)
+			for _, pp := range p.Partitions {
+				assert.Zero(t, pp.FirstLBA%grain, "partition %d start", pp.Number)
+				assert.Zero(t, (pp.LastLBA+1)%grain, "partition %d end", pp.Number)
+			}
+			// 5 MiB + 3 bytes rounds up to the next grain.
+			assert.Equal(t, roundUp(uint64(5*MiB)+3, uint64(l.alignment())), (p.Partitions[0].LastLBA-p.Partitions[0].FirstLBA+1)*uint64(tc.sector))
+			again, err := MakePlan(diskAfter(t, p), l, PlanOptions{})
+			require.NoError(t, err)
+			assert.True(t, again.Empty(), again.String())
+		})
+	}
+}
+
+// TestPlanGrowReason: a grow never resizes the filesystem; the reason says
+// so, and mentions systemd only when the grow-fs attribute is set.
+func TestPlanGrowReason(t *testing.T) {
+	for _, attrs := range []Attributes{0, attrGrowFS} {
+		l := planLayout(Fixed(300 * MiB))
+		l.Partitions[1].Attributes = attrs
+		base, err := MakePlan(blankDisk(int64(GiB), 512), l, PlanOptions{})
+		require.NoError(t, err)
+		l.Partitions[1].Size = Fixed(500 * MiB)
+		p, err := MakePlan(diskAfter(t, base), l, PlanOptions{})
+		require.NoError(t, err)
+		require.Equal(t, []ActionKind{ActionKeep, ActionGrow}, kinds(p))
+		r := p.Actions[1].Reason
+		assert.Contains(t, r, "300MiB -> 500MiB; the filesystem is not resized")
+		assert.Equal(t, attrs != 0, strings.Contains(r, "grow-fs attribute asks systemd"), r)
+	}
 }
 
 func TestPlanChanges(t *testing.T) {

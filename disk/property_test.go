@@ -21,6 +21,9 @@ func randomLayout(r *rand.Rand) Layout {
 	if r.IntN(3) == 0 {
 		l.Seed = "" // random GUIDs
 	}
+	if r.IntN(2) == 0 {
+		l.Alignment = []ByteSize{4 * KiB, 64 * KiB, 2 * MiB}[r.IntN(3)]
+	}
 	restAt := -1
 	if r.IntN(2) == 0 {
 		restAt = r.IntN(n)
@@ -73,7 +76,7 @@ func TestPropertyApplyInspect(t *testing.T) {
 		if i%3 == 2 {
 			sector = 4096
 		}
-		name := fmt.Sprintf("layout %d (%s, %d-byte sectors)", i, size, sector)
+		name := fmt.Sprintf("layout %d (%s, %d-byte sectors, %s grain)", i, size, sector, ByteSize(l.alignment()))
 		ctx := context.Background()
 		img := newImage(t, size)
 		opt := InspectOptions{SectorSize: sector}
@@ -109,7 +112,8 @@ func TestPropertyApplyInspect(t *testing.T) {
 				assert.Equal(t, lp.Name, e.Name)
 				assert.Equal(t, lp.Attributes, e.Attributes)
 				assert.Equal(t, slots[j], slot{e.FirstLBA, e.LastLBA})
-				assert.Zero(t, uint64(e.Start)%uint64(MiB), "aligned start")
+				assert.Zero(t, uint64(e.Start)%l.alignment(), "aligned start")
+				assert.Zero(t, uint64(e.Start+e.Size)%l.alignment(), "aligned end")
 				if lp.Size.Kind == SizeFixed {
 					assert.GreaterOrEqual(t, uint64(e.Size), uint64(lp.Size.Bytes))
 				}
