@@ -28,6 +28,11 @@
 //     machine into a gzip newc segment (built with initrd) and appended to its
 //     last initrd as it is served, with a known length; [PixiecoreAPI] asks a pixiecore API-mode server,
 //     with a timeout and a cache. [InventoryFunc] plugs in anything else.
+//   - [PXELinux] serves per-machine PXELINUX configurations from an
+//     Inventory under the names PXELINUX tries, in its lookup order
+//     (UUID, 01-MAC, hex address, default; see pxe.PXELinuxPaths), for
+//     lpxelinux.0 booting kernels and initrds over HTTP;
+//     [Server.PXELinux] serves them over TFTP.
 //   - [Tracker] keeps each machine's boot phase (DHCP, loader, script,
 //     kernel, initrd, done) and serves it as JSON.
 //

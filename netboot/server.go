@@ -70,6 +70,12 @@ type Server struct {
 	// TFTPMaxTransfers caps concurrent TFTP transfers; 0 means
 	// DefaultTFTPMaxTransfers.
 	TFTPMaxTransfers int
+	// PXELinux serves per-machine PXELINUX configurations from Inventory
+	// over TFTP, ahead of Files (see PXELinux), for BIOS machines given
+	// lpxelinux.0 as their loader; kernels and initrds come over HTTP, so
+	// HTTP must be on. false serves none (Files may still hold static
+	// ones).
+	PXELinux bool
 
 	// DHCP is the DHCP mode; the zero value is DHCPOff.
 	DHCP DHCPMode
@@ -126,6 +132,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		closeAll()
 		return err
 	}
+	if s.PXELinux && (s.HTTPListener == nil || base == "") {
+		closeAll()
+		return fmt.Errorf("%w: Server.PXELinux needs HTTP (HTTPListener)", ErrConfig)
+	}
 	reg := s.Metrics
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -174,7 +184,7 @@ func (s *Server) Serve(ctx context.Context) error {
 
 	if s.TFTPConn != nil {
 		t := &TFTPServer{
-			Conn: s.TFTPConn, Files: s.tftpFiles(), BlockSize: s.TFTPBlockSize, MaxTransfers: s.TFTPMaxTransfers,
+			Conn: s.TFTPConn, Files: s.tftpFiles(base, tracker), BlockSize: s.TFTPBlockSize, MaxTransfers: s.TFTPMaxTransfers,
 			Logger: log, Observer: observer,
 		}
 		wg.Go(func() { fail(t.Serve(ctx)) })
@@ -281,9 +291,23 @@ func (s *Server) baseURL() (string, error) {
 }
 
 // tftpFiles serves Files plus the generic iPXE script as "boot.ipxe", for
-// iPXE builds that are pointed at TFTP.
-func (s *Server) tftpFiles() Source {
-	return Chain(s.Files, Files{
+// iPXE builds that are pointed at TFTP, and with PXELinux per-machine
+// PXELINUX configurations first.
+func (s *Server) tftpFiles(base string, tracker *Tracker) Source {
+	var pxelinux Source
+	if s.PXELinux {
+		pxelinux = &PXELinux{
+			Inventory: s.Inventory,
+			BaseURL:   base,
+			MACForIP: func(ip netip.Addr) net.HardwareAddr {
+				if mac := tracker.MACForIP(ip); mac != nil {
+					return mac
+				}
+				return arpLookup(ip)
+			},
+		}
+	}
+	return Chain(pxelinux, s.Files, Files{
 		"boot.ipxe": SourceFunc(func(ctx context.Context, req *Request) (*File, error) {
 			base, err := s.baseURL()
 			if err != nil || base == "" {
