@@ -21,7 +21,9 @@
 //     partition layout, plans the change and applies it without losing data.
 //   - [github.com/nixboot/nixboot/netboot] is the serving layer: TFTP and HTTP
 //     handlers, the machine inventory, and a Server that runs DHCP, TFTP and
-//     HTTP under one lifecycle.
+//     HTTP under one lifecycle. It also serves NixOS system generations as
+//     iPXE and PXELINUX menus (newest first) and their closures as a signed
+//     Nix binary cache, and holds the client that installs a closure from it.
 //
 // The programs under examples/ show full servers and command-line tools built
 // only from the exported API.
@@ -31,5 +33,7 @@
 // over TFTP; iPXE comes back with its own user class and is handed the URL of
 // a per-machine script, which netboot renders with ipxe from the inventory;
 // the script loads a kernel and an initrd that initrd assembled, and on first
-// boot a program inside that initrd uses disk to lay out the local disk.
+// boot a program inside that initrd (examples/netinstall) uses disk to lay out
+// the local disk and fetches the generation's Nix closure from netboot's
+// binary cache onto it; later boots find both in place and change nothing.
 package nixboot
