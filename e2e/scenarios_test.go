@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 
-	"github.com/nixboot/nixboot/internal/testenv"
+	"github.com/stretchr/testify/assert"
+
 	"github.com/nixboot/nixboot/internal/vmtest"
+	"github.com/nixboot/nixboot/pxe"
 )
 
 // Scenario 1: SeaBIOS with QEMU's iPXE NIC ROM; full DHCP from nixboot
@@ -12,35 +15,83 @@ import (
 func TestBIOSiPXEROM(t *testing.T) {
 	e := newEnv(t)
 	m := machine{name: "bios-ipxe", mac: newMAC(1), token: "s1-" + e.net.Name}
-	e.serve(&nixboot{Tokens: map[string]string{m.mac.String(): m.token}})
+	e.serve(vmtest.Nixboot{Inventory: e.inventory(m)})
 	e.boot(m)
 }
+
+// ovmfNoPXEv6 keeps OVMF from trying PXEv6 (a minute) if v4 failed: these
+// tests are about v4.
+var ovmfNoPXEv6 = []string{"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no"}
 
 // Scenario 2: OVMF's own PXE (virtio-net without option ROM) loads
 // snponly.efi from Debian's ipxe package over nixboot's TFTP; iPXE comes
 // back with its user class and gets the script over HTTP.
 func TestUEFIPXE(t *testing.T) {
 	e := newEnv(t)
-	e.addFile("snponly.efi", testenv.File(t, "/usr/lib/ipxe/snponly.efi"))
+	e.addFile("snponly.efi", "/usr/lib/ipxe/snponly.efi")
 	m := machine{
 		name: "uefi-pxe", mac: newMAC(2), token: "s2-" + e.net.Name,
-		fw: vmtest.OVMF, noROM: true,
-		// PXEv6 would cost a minute if v4 failed; this test is about v4.
-		extra: []string{"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no"},
+		fw: vmtest.OVMF, noROM: true, extra: ovmfNoPXEv6,
 	}
-	e.serve(&nixboot{Tokens: map[string]string{m.mac.String(): m.token}})
+	e.serve(vmtest.Nixboot{Inventory: e.inventory(m)})
 	e.boot(m)
+}
+
+// pxelinuxFiles are PXELINUX and the modules its menu needs (Debian's
+// pxelinux and syslinux-common).
+var pxelinuxFiles = map[string]string{
+	"pxelinux.0":   "/usr/lib/PXELINUX/pxelinux.0",
+	"ldlinux.c32":  "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+	"menu.c32":     "/usr/lib/syslinux/modules/bios/menu.c32",
+	"libutil.c32":  "/usr/lib/syslinux/modules/bios/libutil.c32",
+	"libcom32.c32": "/usr/lib/syslinux/modules/bios/libcom32.c32",
+}
+
+// Scenario 3: SeaBIOS whose iPXE ROM is handed pxelinux.0 (the policy
+// chains iPXE without nixboot's user class to the BIOS loader, and the
+// profile names pxelinux.0); PXELINUX loads its modules, the
+// pxelinux.cfg/01-<mac> nixboot renders for this machine (a menu) and the
+// kernel and initrd, all over nixboot's TFTP.
+func TestBIOSPXELinux(t *testing.T) {
+	e := newEnv(t)
+	for name, src := range pxelinuxFiles {
+		e.addFile(name, src)
+	}
+	m := machine{name: "bios-pxelinux", mac: newMAC(3), token: "s3-" + e.net.Name}
+	inv := e.inventory(m)
+	p := inv.Profiles["test"]
+	p.Loaders = map[string]string{pxe.FirmwareBIOS.String(): "pxelinux.0"}
+	inv.Profiles["test"] = p
+	srv := e.serve(vmtest.Nixboot{
+		Inventory: inv,
+		// QEMU's BIOS NIC ROM is iPXE: without a user class of ours it gets
+		// the BIOS loader, pxelinux.0, rather than an iPXE script.
+		Loaders:  pxe.Loaders{ChainIPXE: true, UserClass: "nixboot-e2e"},
+		PXELinux: true,
+	})
+	vm := e.start(m)
+	got := e.expectBoot(vm, m)
+	assert.Contains(t, vm.Console(), vmtest.PXELinuxMenuTitle+" "+m.mac.String(), "PXELINUX showed nixboot's menu")
+	assert.NotContains(t, got.Cmdline, "nbv.menu=verbose", "the default entry booted")
+
+	// Everything came over nixboot's TFTP, nothing over HTTP.
+	dashed := strings.ReplaceAll(m.mac.String(), ":", "-")
+	for _, f := range []string{"pxelinux.0", "ldlinux.c32", "menu.c32", "pxelinux.cfg/01-" + dashed,
+		"nixboot/" + dashed + "/kernel", "nixboot/" + dashed + "/initrd0"} {
+		assert.NotEmpty(t, logLines(srv, "tftp: sent", "file="+f+" "), "%s sent over TFTP", f)
+	}
+	assert.Empty(t, logLines(srv, "http: kernel"), "no kernel over HTTP")
 }
 
 // Scenario 4: OVMF HTTP boot: nixboot answers HTTPClient with the loader's
 // URL, OVMF fetches snponly.efi over HTTP, then iPXE as in scenario 2.
 func TestUEFIHTTPBoot(t *testing.T) {
 	e := newEnv(t)
-	e.addFile("snponly.efi", testenv.File(t, "/usr/lib/ipxe/snponly.efi"))
+	e.addFile("snponly.efi", "/usr/lib/ipxe/snponly.efi")
 	m := machine{
 		name: "uefi-http", mac: newMAC(4), token: "s4-" + e.net.Name,
 		fw: vmtest.OVMF, noROM: true, extra: vmtest.OVMFHTTPBootOnly,
 	}
-	e.serve(&nixboot{Tokens: map[string]string{m.mac.String(): m.token}})
+	e.serve(vmtest.Nixboot{Inventory: e.inventory(m)})
 	e.boot(m)
 }
