@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 
 	"github.com/nixboot/nixboot/internal/vmtest"
+	"github.com/nixboot/nixboot/netboot"
 	"github.com/nixboot/nixboot/pxe"
 )
 
@@ -94,4 +96,37 @@ func TestUEFIHTTPBoot(t *testing.T) {
 	}
 	e.serve(vmtest.Nixboot{Inventory: e.inventory(m)})
 	e.boot(m)
+}
+
+// Scenario 5: proxyDHCP. dnsmasq in a second namespace (joined to the
+// bridge by a veth pair) hands out addresses and no boot information;
+// nixboot answers only boot information, on ports 67 and 4011. Both BIOS
+// (iPXE ROM) and UEFI (OVMF's own PXE, then snponly.efi) boot; each
+// machine's address is from dnsmasq's pool.
+func TestProxyDHCP(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		m    machine
+	}{
+		{"bios", machine{name: "proxy-bios", mac: newMAC(0x51)}},
+		{"uefi", machine{name: "proxy-uefi", mac: newMAC(0x52), fw: vmtest.OVMF, noROM: true, extra: ovmfNoPXEv6}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.addFile("snponly.efi", "/usr/lib/ipxe/snponly.efi")
+			m := tt.m
+			m.token = "s5-" + tt.name + "-" + e.net.Name
+			peer := e.net.AddPeer(netip.PrefixFrom(e.net.Host(2), e.net.Addr.Bits()))
+			dm := peer.Dnsmasq(vmtest.DnsmasqConfig{Pool: [2]netip.Addr{e.net.Host(200), e.net.Host(220)}})
+			srv := e.serve(vmtest.Nixboot{Inventory: e.inventory(m), DHCP: netboot.DHCPProxy})
+			e.boot(m)
+
+			// The address came from dnsmasq; nixboot handed out none.
+			assert.NotEmpty(t, logLines(dm, "DHCPACK", m.mac.String()), "dnsmasq acknowledged %s", m.mac)
+			for _, l := range logLines(srv, "pxe: reply", "mac="+m.mac.String()) {
+				assert.Contains(t, l, "ip=0.0.0.0", "nixboot's reply carries no address: %s", l)
+			}
+			assert.NotEmpty(t, logLines(srv, "pxe: boot", "mac="+m.mac.String()), "nixboot answered boot information")
+		})
+	}
 }

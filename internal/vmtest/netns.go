@@ -36,10 +36,11 @@ type Net struct {
 	// MAC is the bridge's fixed address.
 	MAC net.HardwareAddr
 
-	t    testing.TB
-	ip   string
-	mu   sync.Mutex
-	taps int
+	t     testing.TB
+	ip    string
+	mu    sync.Mutex
+	taps  int
+	peers int
 }
 
 // NetConfig tunes NewNet. The zero value is what boot tests want.
@@ -121,6 +122,41 @@ func (n *Net) AddTap() string {
 	n.run("-n", n.Name, "tuntap", "add", "dev", name, "mode", "tap")
 	n.run("-n", n.Name, "link", "set", name, "master", n.Bridge, "up")
 	return name
+}
+
+// AddPeer creates a second network namespace joined to the bridge by a
+// veth pair, with addr on its end, for a peer server such as another DHCP
+// server (proxyDHCP tests). The returned Net is that namespace: its Bridge
+// is the veth end (so Dnsmasq and Listen* serve on it), Addr is addr, and
+// Start, Dnsmasq, Do and the Listen methods work in it; AddTap and the
+// router advertisements are the main Net's business. Everything is deleted
+// when the test ends.
+func (n *Net) AddPeer(addr netip.Prefix) *Net {
+	n.t.Helper()
+	n.mu.Lock()
+	i := n.peers
+	n.peers++
+	n.mu.Unlock()
+	p := &Net{
+		Name:   n.Name + "-p" + strconv.Itoa(i),
+		Bridge: "nbvpeer",
+		Addr:   addr,
+		t:      n.t,
+		ip:     n.ip,
+	}
+	n.run("netns", "add", p.Name)
+	n.t.Cleanup(func() {
+		if out, err := exec.Command(n.ip, "netns", "del", p.Name).CombinedOutput(); err != nil {
+			n.t.Errorf("vmtest: deleting netns %s: %v: %s", p.Name, err, out)
+		}
+	})
+	port := "nbvpeer" + strconv.Itoa(i)
+	n.run("-n", n.Name, "link", "add", port, "type", "veth", "peer", "name", p.Bridge, "netns", p.Name)
+	n.run("-n", n.Name, "link", "set", port, "master", n.Bridge, "up")
+	n.run("-n", p.Name, "link", "set", "lo", "up")
+	n.run("-n", p.Name, "addr", "add", addr.String(), "dev", p.Bridge)
+	n.run("-n", p.Name, "link", "set", p.Bridge, "up")
+	return p
 }
 
 // Do runs fn on an OS thread that has joined the namespace. Sockets created
