@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/nixboot/nixboot/internal/vmtest"
 	"github.com/nixboot/nixboot/netboot"
@@ -129,4 +134,81 @@ func TestProxyDHCP(t *testing.T) {
 			assert.NotEmpty(t, logLines(srv, "pxe: boot", "mac="+m.mac.String()), "nixboot answered boot information")
 		})
 	}
+}
+
+// Scenario 7: two VMs at once with different MACs get different profiles
+// and their own tokens; a third, unknown MAC, with the inventory's
+// allow-list on (ignoreUnknown, and a default profile it would otherwise
+// get), gets no boot information and does not reach the marker.
+func TestTwoMachinesAndUnknown(t *testing.T) {
+	e := newEnv(t)
+	a := machine{name: "known-a", mac: newMAC(0x71), token: "s7a-" + e.net.Name}
+	b := machine{name: "known-b", mac: newMAC(0x72), token: "s7b-" + e.net.Name}
+	unknown := machine{name: "unknown", mac: newMAC(0x73)}
+	pa, pb := e.profile(), e.profile()
+	pa.Cmdline += " nbv.profile=alpha"
+	pb.Cmdline += " nbv.profile=beta"
+	srv := e.serve(vmtest.Nixboot{Inventory: netboot.Config{
+		Profiles:      map[string]netboot.ProfileConfig{"alpha": pa, "beta": pb},
+		Machines:      []netboot.MachineConfig{a.entry("alpha"), b.entry("beta")},
+		Default:       "alpha",
+		IgnoreUnknown: true,
+	}})
+
+	vms := map[string]*vmtest.Machine{}
+	for _, m := range []machine{a, b, unknown} {
+		vms[m.name] = e.start(m)
+	}
+	var wg sync.WaitGroup
+	markers := map[string]vmtest.Marker{}
+	var mu sync.Mutex
+	for _, m := range []machine{a, b} {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(t.Context(), bootTimeout)
+			defer cancel()
+			got, err := vms[m.name].WaitBoot(ctx)
+			if !assert.NoError(t, err, "%s did not boot", m.name) {
+				return
+			}
+			t.Logf("%s: marker after %s", m.name, time.Since(vms[m.name].Started).Round(time.Millisecond))
+			mu.Lock()
+			markers[m.name] = got
+			mu.Unlock()
+		})
+	}
+	// The unknown machine: within the same bound, no marker. SeaBIOS gives
+	// up ("No bootable device") once iPXE finds nothing to boot.
+	wg.Go(func() {
+		ctx, cancel := context.WithTimeout(t.Context(), bootTimeout)
+		defer cancel()
+		got, err := vms[unknown.name].WaitBoot(ctx)
+		assert.Error(t, err, "unknown machine booted: %+v", got)
+		assert.True(t, errors.Is(err, vmtest.ErrNoBoot) || errors.Is(err, context.DeadlineExceeded), "unknown machine: %v", err)
+		t.Logf("unknown: no boot after %s: %v", time.Since(vms[unknown.name].Started).Round(time.Millisecond), err)
+	})
+	wg.Wait()
+	require.Len(t, markers, 2)
+	for _, c := range []struct {
+		m       machine
+		profile string
+	}{{a, "alpha"}, {b, "beta"}} {
+		got := markers[c.m.name]
+		assert.Equal(t, c.m.token, got.Token, "%s: its own token", c.m.name)
+		assert.Equal(t, []string{c.m.mac.String()}, got.MACs, "%s: MAC", c.m.name)
+		assert.Contains(t, strings.Fields(got.Cmdline), "nbv.profile="+c.profile, "%s: its profile", c.m.name)
+	}
+	assert.NotEqual(t, markers[a.name].Cmdline, markers[b.name].Cmdline)
+
+	// nixboot never gave the unknown MAC boot information, a script, a
+	// kernel or an initrd.
+	mac := "mac=" + unknown.mac.String()
+	assert.NotEmpty(t, logLines(srv, "pxe: nothing to boot", mac), "nixboot saw the unknown machine and refused it")
+	assert.Empty(t, logLines(srv, "pxe: boot", mac))
+	for _, l := range logLines(srv, "pxe: reply", mac) {
+		// netboot.Server has no DHCP allow-list of its own: in full mode
+		// the unknown machine still gets an address, but no boot file.
+		assert.Contains(t, l, `file="" `, "no boot file for the unknown machine: %s", l)
+	}
+	assert.Empty(t, logLines(srv, "http: boot script", mac))
+	assert.Empty(t, logLines(srv, "http: kernel", mac))
 }
