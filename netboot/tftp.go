@@ -85,8 +85,9 @@ type TFTPServer struct {
 	// Timeout is the wait for an acknowledgement before retransmitting.
 	// 0 means DefaultTFTPTimeout.
 	Timeout time.Duration
-	// Retries is how many times a packet is sent before the transfer is
-	// abandoned. 0 means DefaultTFTPRetries.
+	// Retries is how many times a packet is retransmitted (each after
+	// Timeout without an acknowledgement) before the transfer is abandoned.
+	// 0 means DefaultTFTPRetries.
 	Retries int
 	// MaxTransfers caps concurrent transfers; more are refused with
 	// "server busy" and the client retries. 0 means DefaultTFTPMaxTransfers.

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -317,15 +318,45 @@ func TestTFTPErrorTextIsSafe(t *testing.T) {
 			return nil, errors.New("open /srv/private/key: permission denied")
 		}),
 	}
-	addr := startTFTP(t, &netboot.TFTPServer{Files: src})
-	for _, name := range []string{"broken", "denied"} {
-		t.Run(name, func(t *testing.T) {
-			_, _, err := pinGet(t, addr, name, 512)
+	var logBuf syncBuffer
+	addr := startTFTP(t, &netboot.TFTPServer{Files: src, Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
+	for _, tc := range []struct{ name, detail string }{
+		{"broken", "read /srv/private/disk: input/output error"},
+		{"denied", "open /srv/private/key: permission denied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := pinGet(t, addr, tc.name, 512)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), "cannot read file")
 			assert.NotContains(t, err.Error(), "/srv/private")
+			// The detail is in the log instead, at level ERROR.
+			require.Eventually(t, func() bool { return strings.Contains(logBuf.String(), tc.detail) }, 3*time.Second, 20*time.Millisecond)
+			for _, line := range strings.Split(logBuf.String(), "\n") {
+				if strings.Contains(line, tc.detail) {
+					assert.Contains(t, line, "level=ERROR")
+					assert.Contains(t, line, "file="+tc.name)
+				}
+			}
 		})
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestTFTPServeStops(t *testing.T) {
@@ -437,4 +468,52 @@ func TestTFTPRealClients(t *testing.T) {
 		b, _ := exec.CommandContext(t.Context(), bin, "--get", "-r", "../../etc/passwd", "-l", out, host, port).CombinedOutput()
 		assert.Contains(t, string(b), "access violation", "%s", b)
 	})
+}
+
+// TestTFTPRetransmits checks the timeouts firmware needs: a client that
+// stops acknowledging gets the block again every Timeout, Retries more
+// times, then the transfer ends and its slot is free.
+func TestTFTPRetransmits(t *testing.T) {
+	const timeout, retries = 250 * time.Millisecond, 3
+	files := fstest.MapFS{"f": {Data: randomBytes(t, 5000)}}
+	addr := startTFTP(t, &netboot.TFTPServer{Files: netboot.FS(files), Timeout: timeout, Retries: retries, MaxTransfers: 1})
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer c.Close()
+	ua, err := net.ResolveUDPAddr("udp4", addr)
+	require.NoError(t, err)
+	start := time.Now()
+	_, err = c.WriteTo(rrq("f", "octet"), ua)
+	require.NoError(t, err)
+	var arrivals []time.Duration
+	var final []byte
+	buf := make([]byte, 2048)
+	for {
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(2*time.Second)))
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			break // silence: the server gave up
+		}
+		p := append([]byte(nil), buf[:n]...)
+		if binary.BigEndian.Uint16(p) != 3 {
+			final = p
+			break
+		}
+		require.Equal(t, uint16(1), binary.BigEndian.Uint16(p[2:]), "only block 1 is ever sent")
+		arrivals = append(arrivals, time.Since(start))
+	}
+	require.Len(t, arrivals, retries+1, "block 1 sent once and retransmitted Retries times: %v", arrivals)
+	for i := 1; i < len(arrivals); i++ {
+		gap := arrivals[i] - arrivals[i-1]
+		assert.GreaterOrEqual(t, gap, timeout-20*time.Millisecond, "retransmission %d after %v", i, gap)
+		assert.Less(t, gap, timeout+400*time.Millisecond, "retransmission %d after %v", i, gap)
+	}
+	if final != nil {
+		_, _, isErr := tftpError(final)
+		assert.True(t, isErr, "after the last retransmission only an ERROR may follow, got % x", final)
+	}
+	// The abandoned transfer no longer holds the only slot.
+	got, _, err := pinGet(t, addr, "f", 1468)
+	require.NoError(t, err)
+	assert.Equal(t, files["f"].Data, got)
 }

@@ -1,0 +1,160 @@
+package netboot_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nixboot/nixboot/internal/testenv"
+	"github.com/nixboot/nixboot/ipxe"
+	"github.com/nixboot/nixboot/netboot"
+	"github.com/nixboot/nixboot/pxe"
+)
+
+// TestServerFullDHCP runs the Server as a full DHCP server and checks that a
+// relayed PXE DISCOVER (relayed, so that the reply goes to the relay's
+// unicast address on loopback rather than to a broadcast) gets an address
+// from the pool and the loader the profile names for its firmware.
+func TestServerFullDHCP(t *testing.T) {
+	testenv.Root(t) // the reply goes to the relay's port 67
+	fx := newBootFixture(t, func(c *netboot.Config) {
+		p := c.Profiles["linux"]
+		p.Loaders = map[string]string{"bios": "custom.kpxe"}
+		c.Profiles["linux"] = p
+	})
+	r := startServer(t, &netboot.Server{
+		Inventory:   fx.inv,
+		Files:       netboot.FS(fstest.MapFS{"undionly.kpxe": {Data: []byte("x")}}),
+		DHCP:        netboot.DHCPFull,
+		DHCPNetwork: &pxe.Network{Subnet: net.IPNet{IP: net.IPv4(127, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)}, RangeStart: net.IPv4(127, 0, 9, 10), RangeEnd: net.IPv4(127, 0, 9, 20)},
+		Loaders:     pxe.Loaders{BIOS: "undionly.kpxe"},
+	})
+	relay, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 67})
+	require.NoError(t, err)
+	defer relay.Close()
+	discover := func(t *testing.T, mac net.HardwareAddr, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+		t.Helper()
+		d, err := dhcpv4.NewDiscovery(mac, mods...)
+		require.NoError(t, err)
+		d.GatewayIPAddr = net.IPv4(127, 0, 0, 2)
+		_, err = relay.WriteTo(d.ToBytes(), r.dhcpAddr)
+		require.NoError(t, err)
+		require.NoError(t, relay.SetReadDeadline(time.Now().Add(2*time.Second)))
+		buf := make([]byte, 4096)
+		n, _, err := relay.ReadFrom(buf)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil
+		}
+		require.NoError(t, err)
+		reply, err := dhcpv4.FromBytes(buf[:n])
+		require.NoError(t, err)
+		require.Equal(t, d.TransactionID, reply.TransactionID)
+		return reply
+	}
+	t.Run("profile loader", func(t *testing.T) {
+		offer := discover(t, mustMAC(t, "52:54:00:12:34:56"), biosPXE...)
+		require.NotNil(t, offer, "no offer")
+		assert.Equal(t, dhcpv4.MessageTypeOffer, offer.MessageType())
+		ip := offer.YourIPAddr.To4()
+		require.NotNil(t, ip)
+		assert.Equal(t, []byte{127, 0, 9}, []byte(ip[:3]))
+		assert.GreaterOrEqual(t, ip[3], byte(10))
+		assert.LessOrEqual(t, ip[3], byte(20))
+		assert.Equal(t, "custom.kpxe", offer.BootFileName, "the profile's loader for bios")
+	})
+	t.Run("iPXE gets the script", func(t *testing.T) {
+		offer := discover(t, mustMAC(t, "52:54:00:12:34:56"), biosIPXE...)
+		require.NotNil(t, offer)
+		assert.Equal(t, r.httpURL+"/boot.ipxe", offer.BootFileName)
+	})
+}
+
+// TestServerMetricsResults checks that refusals, missing files and our own
+// failures are counted apart, and failures of ours in errors_total.
+func TestServerMetricsResults(t *testing.T) {
+	inv := netboot.InventoryFunc(func(context.Context, *netboot.Machine) (*netboot.Boot, error) {
+		return nil, netboot.ErrUnknownMachine
+	})
+	files := netboot.Chain(
+		netboot.FS(fstest.MapFS{"ok.bin": {Data: []byte("fine")}}),
+		netboot.Files{"broken": netboot.SourceFunc(func(context.Context, *netboot.Request) (*netboot.File, error) {
+			return nil, errors.New("disk on fire")
+		})},
+	)
+	reg := prometheus.NewRegistry()
+	r := startServer(t, &netboot.Server{Inventory: inv, Files: files, Metrics: reg})
+	_, _, err := pinGet(t, r.tftpAddr, "ok.bin", 0)
+	require.NoError(t, err)
+	_, _, err = pinGet(t, r.tftpAddr, "missing", 0)
+	require.Error(t, err)
+	_, _, err = pinGet(t, r.tftpAddr, "broken", 0)
+	require.Error(t, err)
+	reply := rawRRQ(t, r.tftpAddr, rrq("../etc/passwd", "octet"))
+	_, _, isErr := tftpError(reply)
+	require.True(t, isErr)
+	resp, _ := get(t, r.httpURL+"/broken")
+	assert.Equal(t, 500, resp.StatusCode)
+
+	_, body := get(t, r.httpURL+netboot.MetricsPath)
+	text := string(body)
+	for _, want := range []string{
+		`nixboot_requests_total{proto="tftp",result="ok"} 1`,
+		`nixboot_requests_total{proto="tftp",result="not_found"} 1`,
+		`nixboot_requests_total{proto="tftp",result="error"} 1`,
+		`nixboot_requests_total{proto="tftp",result="refused"} 1`,
+		`nixboot_requests_total{proto="http",result="error"} 1`,
+		`nixboot_errors_total{proto="tftp"} 1`,
+		`nixboot_errors_total{proto="http"} 1`,
+		`nixboot_sent_bytes_total{proto="tftp"} 4`,
+	} {
+		assert.Contains(t, text, want+"\n")
+	}
+}
+
+// TestProfileIPXETemplate serves a profile's own iPXE template through the
+// chain pattern, and a caller's own inventory through InventoryFunc.
+func TestProfileIPXETemplate(t *testing.T) {
+	fx := newBootFixture(t, func(c *netboot.Config) {
+		p := c.Profiles["linux"]
+		p.IPXE = "#!ipxe\necho {{ .Vars.role }} on {{ .Machine.MAC }}\n{{boot .Spec}}"
+		c.Profiles["linux"] = p
+	})
+	srv := httptest.NewServer(&netboot.HTTPHandler{Inventory: fx.inv})
+	defer srv.Close()
+	_, body := get(t, srv.URL+"/boot.ipxe?mac=52:54:00:12:34:56&arch=x86_64")
+	script := string(body)
+	assert.Contains(t, script, "echo db on 52:54:00:12:34:56\n")
+	kernel, initrds := scriptURLs(t, script)
+	_, got := get(t, kernel)
+	assert.Equal(t, fx.kernel, got)
+	require.Len(t, initrds, 2, script)
+	_, got = get(t, initrds[1])
+	assert.Equal(t, fx.initrd1, got)
+	assert.Contains(t, script, "console=ttyS0 hostname=db1 role=db")
+
+	t.Run("own inventory", func(t *testing.T) {
+		var seen *netboot.Machine
+		inv := netboot.InventoryFunc(func(_ context.Context, m *netboot.Machine) (*netboot.Boot, error) {
+			seen = m
+			return &netboot.Boot{Profile: "mine", Kernel: netboot.Image{URL: "http://10.0.0.9/k"}, Args: ipxe.Args{ipxe.KV("arch", m.Arch)}}, nil
+		})
+		srv := httptest.NewServer(&netboot.HTTPHandler{Inventory: inv})
+		defer srv.Close()
+		_, body := get(t, srv.URL+"/boot.ipxe?mac=52:54:00:00:00:07&uuid=8a0e2b34-aaaa-bbbb-cccc-0123456789ab&arch=arm64")
+		assert.Contains(t, string(body), "kernel http://10.0.0.9/k arch=arm64\n")
+		require.NotNil(t, seen)
+		assert.Equal(t, "8a0e2b34-aaaa-bbbb-cccc-0123456789ab", seen.UUID)
+		assert.True(t, strings.HasPrefix(seen.IP.String(), "127."))
+	})
+}
