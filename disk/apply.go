@@ -35,7 +35,9 @@ type ApplyOptions struct {
 // Write order, chosen so that stopping after any step leaves a valid table
 // (old or new) and never touches a kept partition:
 //  1. each new filesystem is built in a temporary file, then copied into
-//     its partition's area, which is free space in the old table;
+//     its partition's area, which is free space in the old table; a new
+//     partition without a filesystem gets its first and last MiB zeroed
+//     instead, so that no signature left in that space shows through;
 //  2. the backup GPT (entry array and header, contiguous) in one write,
 //     then fsync; the primary still describes the old table;
 //  3. the primary GPT (protective MBR, header and entry array,
@@ -142,10 +144,29 @@ func apply(ctx context.Context, p Plan, opt ApplyOptions, hooks applyHooks) erro
 	var steps []step
 	bySector := func(lba uint64) int64 { return int64(lba) * int64(sector) }
 	for _, a := range p.Actions {
-		if a.Filesystem == nil || !makesFS(a.Kind) {
+		if !makesFS(a.Kind) {
 			continue
 		}
 		a := a
+		if a.Filesystem == nil {
+			steps = append(steps, step{
+				what: fmt.Sprintf("clear old signatures in partition %d", a.Number),
+				run: func() error {
+					off, n := bySector(a.FirstLBA), bySector(a.LastLBA-a.FirstLBA+1)
+					head := min(n, signatureArea)
+					if err := clearRange(ctx, f, block, off, head); err != nil {
+						return err
+					}
+					if tail := min(n-head, signatureArea); tail > 0 {
+						if err := clearRange(ctx, f, block, off+n-tail, tail); err != nil {
+							return err
+						}
+					}
+					return f.Sync()
+				},
+			})
+			continue
+		}
 		steps = append(steps, step{
 			what: fmt.Sprintf("make %s on partition %d", a.Filesystem.Type, a.Number),
 			run: func() error {

@@ -312,3 +312,56 @@ func TestFAT32Sizes(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyClearsReusedSpace: a new partition without a filesystem lands on
+// space that held an old filesystem and other bytes. Apply must clear the
+// old signatures (first and last MiB), so that the partition reads as blank
+// and blkid finds nothing there, and must leave the kept partitions alone.
+func TestApplyClearsReusedSpace(t *testing.T) {
+	ctx := context.Background()
+	img := newImage(t, 256*MiB)
+	l := Layout{Seed: "reuse", Partitions: []Partition{
+		{Name: "ESP", Type: "esp", Size: Fixed(40 * MiB), Filesystem: &Filesystem{Type: FSVFAT, Label: "ESP"}},
+		{Name: "data", Type: "linux", Size: Fixed(8 * MiB)},
+	}}
+	planApply(t, img, l, InspectOptions{})
+	kept := fillData(t, img)
+	old, err := Inspect(ctx, img, InspectOptions{})
+	require.NoError(t, err)
+
+	// Leftovers in the free space: an ext4 filesystem where partition 3
+	// will start, and random bytes in the last MiB it will cover.
+	start := int64(old.Partitions[1].Start + old.Partitions[1].Size)
+	out, code := tool(t, "mkfs.ext4", "-q", "-F", "-L", "stale", "-E", "offset="+fmt.Sprint(start), img, "4096")
+	require.Equal(t, 0, code, out)
+	junk := make([]byte, MiB)
+	_, _ = rand.Read(junk)
+	end := int64(old.LastUsableLBA+1) * 512
+	end -= end % int64(MiB) // where the rest ends
+	writeAt(t, img, end-int64(MiB), junk)
+	d, err := Inspect(ctx, img, InspectOptions{})
+	require.NoError(t, err)
+
+	l.Partitions = append(l.Partitions, Partition{Name: "raw", Type: "linux", Size: Rest()})
+	p, err := MakePlan(d, l, PlanOptions{})
+	require.NoError(t, err)
+	require.Equal(t, []ActionKind{ActionKeep, ActionKeep, ActionCreate}, kinds(p))
+	require.NoError(t, Apply(ctx, p, ApplyOptions{WorkDir: t.TempDir()}))
+	requireSgdiskClean(t, img)
+
+	got, err := Inspect(ctx, img, InspectOptions{})
+	require.NoError(t, err)
+	require.Len(t, got.Partitions, 3)
+	raw := got.Partitions[2]
+	assert.Equal(t, ByteSize(start), raw.Start)
+	assert.Nil(t, raw.Filesystem)
+	assert.True(t, raw.Blank, "new partition is not blank")
+	assert.Equal(t, ByteSize(end), raw.Start+raw.Size, "test setup: the junk must sit in the partition's last MiB")
+	assert.Equal(t, hashRange(t, "/dev/zero", 0, int64(MiB)), hashRange(t, img, end-int64(MiB), int64(MiB)), "last MiB not cleared")
+	b, _ := tool(t, "blkid", "-p", "-O", fmt.Sprint(start), img)
+	assert.NotContains(t, b, "TYPE=", b)
+	for n, h := range kept {
+		pi := old.Partitions[n-1]
+		assert.Equal(t, h, hashRange(t, img, int64(pi.Start), int64(pi.Size)), "partition %d", n)
+	}
+}

@@ -44,7 +44,9 @@
 // built in temporary sparse files (FAT32 with go-diskfs, checked against
 // the cluster-count bug of go-diskfs v1.9.4; ext4, xfs, btrfs and swap with
 // the system's mkfs.* programs, ErrNoTool when missing) and copied into
-// their partitions' areas while those are still free space. Then the
+// their partitions' areas while those are still free space; new
+// partitions without a filesystem get the first and last MiB of their
+// area zeroed, so that old signatures there do not show through. Then the
 // backup GPT is written (entry array and header in one write) and synced,
 // then the primary GPT (protective MBR, header and array in one write) and
 // synced. Stopping after any step leaves the old table in force, or the

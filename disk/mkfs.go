@@ -184,13 +184,8 @@ func copyFSImage(ctx context.Context, dst *os.File, block bool, off, size int64,
 		return fmt.Errorf("disk: %w", err)
 	}
 	defer src.Close()
-	if block {
-		err = zeroRange(int(dst.Fd()), uint64(off), uint64(size))
-	} else {
-		err = unix.Fallocate(int(dst.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, size)
-	}
-	if err != nil {
-		return fmt.Errorf("disk: clearing %d bytes at %d: %w", size, off, err)
+	if err := clearRange(ctx, dst, block, off, size); err != nil {
+		return err
 	}
 	buf := make([]byte, 4<<20)
 	var pos int64
@@ -215,3 +210,38 @@ func copyFSImage(ctx context.Context, dst *os.File, block bool, off, size int64,
 	}
 	return nil
 }
+
+// clearRange zeroes [off, off+size) of the disk: BLKZEROOUT on a block
+// device, a punched hole in an image file, and written zeros where the
+// kernel or the file's filesystem offers neither.
+func clearRange(ctx context.Context, dst *os.File, block bool, off, size int64) error {
+	var err error
+	if block {
+		err = zeroRange(int(dst.Fd()), uint64(off), uint64(size))
+	} else {
+		err = unix.Fallocate(int(dst.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, size)
+	}
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOTTY) && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("disk: clearing %d bytes at %d: %w", size, off, err)
+	}
+	zeros := make([]byte, min(size, 4<<20))
+	for done := int64(0); done < size; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(int64(len(zeros)), size-done)
+		if _, err := dst.WriteAt(zeros[:n], off+done); err != nil {
+			return fmt.Errorf("disk: clearing %d bytes at %d: %w", size, off, err)
+		}
+		done += n
+	}
+	return nil
+}
+
+// signatureArea is how much of each end of a new partition without a
+// filesystem Apply clears, so that no old signature (filesystem, swap,
+// LUKS, LVM, RAID, ZFS) in the reused space shows through.
+const signatureArea = int64(MiB)
