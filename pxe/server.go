@@ -531,14 +531,34 @@ func (st *state) decide(ctx context.Context, c Client, cerr error) (Answer, bool
 }
 
 func (st *state) base(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
-	r, err := dhcpv4.NewReplyFromRequest(req,
-		dhcpv4.WithMessageType(mt),
-		WithServerID(st.self),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("pxe: reply to %s: %w", req.ClientHWAddr, err)
+	return newReply(req, dhcpv4.WithMessageType(mt), WithServerID(st.self)), nil
+}
+
+// newReply is dhcpv4.NewReplyFromRequest without its random transaction
+// ID: that costs a getrandom call and a context timer per packet, and
+// WithReply overwrites it with the request's at once. The fields start as
+// dhcpv4.New leaves them; the modifiers are NewReplyFromRequest's.
+func newReply(req *dhcpv4.DHCPv4, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+	d := &dhcpv4.DHCPv4{
+		OpCode:        dhcpv4.OpcodeBootRequest,
+		HWType:        iana.HWTypeEthernet,
+		ClientHWAddr:  make(net.HardwareAddr, 6),
+		ClientIPAddr:  net.IPv4zero,
+		YourIPAddr:    net.IPv4zero,
+		ServerIPAddr:  net.IPv4zero,
+		GatewayIPAddr: net.IPv4zero,
+		Options:       dhcpv4.Options{},
 	}
-	return r, nil
+	for _, m := range append([]dhcpv4.Modifier{
+		dhcpv4.WithReply(req),
+		dhcpv4.WithGatewayIP(req.GatewayIPAddr),
+		dhcpv4.WithOptionCopied(req, dhcpv4.OptionRelayAgentInformation),
+		// RFC 6842: echo the client identifier.
+		dhcpv4.WithOptionCopied(req, dhcpv4.OptionClientIdentifier),
+	}, mods...) {
+		m(d)
+	}
+	return d
 }
 
 func (st *state) withAnswer(r *dhcpv4.DHCPv4, c Client, a Answer) error {
@@ -698,14 +718,11 @@ func (st *state) lease(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr e
 }
 
 func (st *state) nak(req *dhcpv4.DHCPv4, why string) (*dhcpv4.DHCPv4, error) {
-	r, err := dhcpv4.NewReplyFromRequest(req,
+	r := newReply(req,
 		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
 		WithServerID(st.self),
 		dhcpv4.WithOption(dhcpv4.OptMessage(why)),
 	)
-	if err != nil {
-		return nil, fmt.Errorf("pxe: NAK to %s: %w", req.ClientHWAddr, err)
-	}
 	// RFC 2131 section 4.3.2: a NAK through a relay sets the broadcast bit.
 	if req.GatewayIPAddr.To4() != nil && !req.GatewayIPAddr.IsUnspecified() {
 		r.SetBroadcast()

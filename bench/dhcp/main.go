@@ -19,9 +19,11 @@
 // The rates are offered one after another, each to dnsmasq and then to
 // nixboot, -reps times alternating, each server started fresh; the median
 // run per server and rate is printed. "/s" is perfdhcp's own figure of
-// completed DISCOVER-OFFER exchanges per second. Client, servers and perfdhcp share
-// the machine's cores, so absolute numbers depend on the machine and its
-// load; compare the two columns of one run.
+// completed DISCOVER-OFFER exchanges per second; "cpu/offer" is the
+// server's user+system CPU time during the run divided by the OFFERs
+// perfdhcp received. Servers and perfdhcp share the machine's cores, so
+// absolute numbers depend on the machine and its load; compare the columns
+// of one run.
 package main
 
 import (
@@ -36,6 +38,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,11 +55,28 @@ func main() {
 	period := flag.Duration("period", 4*time.Second, "how long perfdhcp runs at each rate")
 	clients := flag.Int("clients", 20000, "distinct client MACs perfdhcp simulates (-R)")
 	reps := flag.Int("reps", 3, "runs per server and rate; the median is reported")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of this process (the nixboot server) to this file")
 	flag.Parse()
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/dhcp:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/dhcp:", err)
+			os.Exit(1)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, *rates, *period, *clients, max(*reps, 1)); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/dhcp:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -64,6 +84,17 @@ func main() {
 type result struct {
 	rate              float64 // DISCOVER-OFFER exchanges per second
 	sent, recv, drops int
+	cpu               time.Duration // the server's user+system CPU time during the run
+}
+
+// cpuPerOffer is the server's CPU time per OFFER perfdhcp received: what
+// an exchange costs, which a loaded machine does not distort the way it
+// distorts rates.
+func (r result) cpuPerOffer() time.Duration {
+	if r.recv == 0 {
+		return 0
+	}
+	return r.cpu / time.Duration(r.recv)
 }
 
 func (r result) dropPct() float64 {
@@ -109,7 +140,7 @@ func run(ctx context.Context, rateList string, period time.Duration, clients, re
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fmt.Printf("load average at start: %s", la)
 	}
-	fmt.Printf("\n%8s | %10s %8s | %10s %8s | %6s\n", "offered", "dnsmasq/s", "drops%", "nixboot/s", "drops%", "ratio")
+	fmt.Printf("\n%8s | %10s %8s %8s | %10s %8s %8s | %6s %8s\n", "offered", "dnsmasq/s", "drops%", "cpu/offer", "nixboot/s", "drops%", "cpu/offer", "ratio", "cpu ratio")
 	var dm, nb []result
 	for _, r := range offered {
 		var ds, xs []result
@@ -130,7 +161,8 @@ func run(ctx context.Context, rateList string, period time.Duration, clients, re
 		}
 		d, x := median(ds), median(xs)
 		dm, nb = append(dm, d), append(nb, x)
-		fmt.Printf("%8d | %10.0f %7.2f%% | %10.0f %7.2f%% | %5.2fx\n", r, d.rate, d.dropPct(), x.rate, x.dropPct(), x.rate/max(d.rate, 1))
+		fmt.Printf("%8d | %10.0f %7.2f%% %8s | %10.0f %7.2f%% %8s | %5.2fx %7.2fx\n", r, d.rate, d.dropPct(), us(d.cpuPerOffer()),
+			x.rate, x.dropPct(), us(x.cpuPerOffer()), x.rate/max(d.rate, 1), cpuRatio(d, x))
 	}
 
 	// dnsmasq's sustained rate: the highest offered rate it served with
@@ -144,6 +176,17 @@ func run(ctx context.Context, rateList string, period time.Duration, clients, re
 	}
 	fmt.Println()
 	fmt.Printf("peak DISCOVER-OFFER/s: dnsmasq %.0f, nixboot %.0f, ratio %.2fx (goal >= 1.5x)\n", bestD, bestN, bestN/max(bestD, 1))
+	var cd, cn time.Duration
+	var od, on int
+	for i := range dm {
+		cd, od = cd+dm[i].cpu, od+dm[i].recv
+		cn, on = cn+nb[i].cpu, on+nb[i].recv
+	}
+	if od > 0 && on > 0 {
+		pd, pn := cd/time.Duration(od), cn/time.Duration(on)
+		fmt.Printf("server CPU per OFFER over all median runs: dnsmasq %s, nixboot %s, cpu ratio %.2fx (dnsmasq/nixboot; above 1 nixboot is cheaper)\n",
+			us(pd), us(pn), float64(pd)/float64(max(pn, 1)))
+	}
 	if sustained >= 0 {
 		fmt.Printf("at dnsmasq's highest drop-free rate (%d/s offered): nixboot drops %d of %d (%.2f%%)\n",
 			offered[sustained], nb[sustained].drops, nb[sustained].sent, nb[sustained].dropPct())
@@ -152,6 +195,44 @@ func run(ctx context.Context, rateList string, period time.Duration, clients, re
 	}
 	return nil
 }
+
+func us(d time.Duration) string { return fmt.Sprintf("%.1fus", float64(d)/float64(time.Microsecond)) }
+
+// cpuRatio is dnsmasq's CPU per OFFER over nixboot's: above 1, nixboot
+// spends less CPU on an exchange.
+func cpuRatio(d, x result) float64 {
+	if x.cpuPerOffer() == 0 {
+		return 0
+	}
+	return float64(d.cpuPerOffer()) / float64(x.cpuPerOffer())
+}
+
+// cpuTime reads a process's user+system CPU time from /proc/<pid>/stat
+// (fields 14 and 15, in clock ticks of 1/100 s on Linux).
+func cpuTime(pid string) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may contain spaces; fields restart after ")".
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bad /proc/%s/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("bad /proc/%s/stat", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad /proc/%s/stat", pid)
+	}
+	return time.Duration(ut+st) * (time.Second / clockTicks), nil
+}
+
+// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTicks = 100
 
 // median returns the run with the median rate (by sorting on rate).
 func median(rs []result) result {
@@ -278,7 +359,19 @@ func withDnsmasq(ctx context.Context, n *netns, bin, tmp string, f func() (resul
 		_ = cmd.Wait()
 	}()
 	time.Sleep(500 * time.Millisecond) // dnsmasq binds at once; give it a moment
-	return f()
+	// "ip netns exec" execs dnsmasq in place, so the PID is dnsmasq's.
+	pid := strconv.Itoa(cmd.Process.Pid)
+	before, err := cpuTime(pid)
+	if err != nil {
+		return result{}, fmt.Errorf("dnsmasq CPU time: %w", err)
+	}
+	r, err := f()
+	after, cerr := cpuTime(pid)
+	if cerr != nil {
+		return r, fmt.Errorf("dnsmasq CPU time (did it exit?): %w", cerr)
+	}
+	r.cpu = after - before
+	return r, err
 }
 
 func withNixboot(ctx context.Context, n *netns, f func() (result, error)) (result, error) {
@@ -307,7 +400,20 @@ func withNixboot(ctx context.Context, n *netns, f func() (result, error)) (resul
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(sctx) }()
+	// The server runs in this process; while perfdhcp runs, this process
+	// does nothing else but wait for it.
+	before, err := cpuTime("self")
+	if err != nil {
+		cancel()
+		<-done
+		return result{}, err
+	}
 	r, ferr := f()
+	after, err := cpuTime("self")
+	if err != nil && ferr == nil {
+		ferr = err
+	}
+	r.cpu = after - before
 	cancel()
 	if err := <-done; err != nil {
 		return r, err
