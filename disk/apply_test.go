@@ -365,3 +365,28 @@ func TestApplyClearsReusedSpace(t *testing.T) {
 		assert.Equal(t, h, hashRange(t, img, int64(pi.Start), int64(pi.Size)), "partition %d", n)
 	}
 }
+
+// TestFATLabels checks Validate's FAT label rule against fsck.fat, one
+// printable character at a time: what Validate accepts, fsck.fat accepts
+// and Inspect reads back; what it refuses, fsck.fat refuses too.
+func TestFATLabels(t *testing.T) {
+	testenv.Command(t, "fsck.fat")
+	ctx := context.Background()
+	dir := t.TempDir()
+	for c := byte(0x20); c < 0x7f; c++ {
+		label := "A" + string(c) + "B"
+		l := Layout{Partitions: []Partition{{Name: "ESP", Type: "esp", Size: Rest(), Filesystem: &Filesystem{Type: FSVFAT, Label: label}}}}
+		valid := l.Validate() == nil
+		img, err := buildFS(ctx, Filesystem{Type: FSVFAT, Label: label, UUID: "ABCD-0123"}, int64(34*MiB), 512, dir, "")
+		require.NoError(t, err)
+		out, code := tool(t, "fsck.fat", "-n", img)
+		assert.Equal(t, valid, code == 0, "label %q: Validate accepts it: %v; fsck.fat:\n%s", label, valid, out)
+		if valid {
+			f, err := os.Open(img)
+			require.NoError(t, err)
+			assert.Equal(t, label, probeFS(f, 0, int64(34*MiB)).Label)
+			f.Close()
+		}
+		require.NoError(t, os.Remove(img))
+	}
+}

@@ -101,6 +101,10 @@ const (
 	FSSwap  = "swap"
 )
 
+// fatLabelBad are the characters fsck.fat (dosfstools 4.2) rejects in a
+// volume label.
+const fatLabelBad = "\"*+,./:;<=>?[\\]|"
+
 var fsLabelMax = map[string]int{FSVFAT: 11, FSExt4: 16, FSXFS: 12, FSBtrfs: 255, FSSwap: 16}
 
 // PartitionTypes maps the symbolic type names (from the UAPI Discoverable
@@ -434,6 +438,19 @@ func (l Layout) Validate() error {
 			for _, c := range fs.Label {
 				if c < 0x20 || c > 0x7e {
 					return bad(f("filesystem.label"), "%q: only printable ASCII is allowed", fs.Label)
+				}
+			}
+			if fs.Type == FSVFAT {
+				// fsck.fat rejects these; trailing blanks are padding and
+				// would not read back.
+				if i := strings.IndexAny(fs.Label, fatLabelBad); i >= 0 {
+					return bad(f("filesystem.label"), "%q: a FAT label cannot contain %q", fs.Label, fs.Label[i])
+				}
+				if strings.HasPrefix(fs.Label, " ") || strings.HasSuffix(fs.Label, " ") {
+					return bad(f("filesystem.label"), "%q: a FAT label cannot start or end with a blank", fs.Label)
+				}
+				if fs.Label == "NO NAME" {
+					return bad(f("filesystem.label"), "%q means no label on FAT: leave the label empty", fs.Label)
 				}
 			}
 			if fs.UUID != "" {
