@@ -37,10 +37,11 @@ func (l *lockedBuffer) String() string {
 }
 
 // TestBootQEMU boots Debian's kernel with our initrd: an uncompressed first
-// segment holding a static Go /init and device nodes, a zstd segment of
-// many frames holding a real Nix closure, links and data, and a gzip
-// per-machine segment added by AppendFile. The init checks what the kernel
-// unpacked and prints a marker.
+// segment holding a static Go /init and device nodes, a zstd segment (one
+// frame compressed in several parallel jobs) holding a real Nix closure,
+// links, deduplicated files and data, and a gzip per-machine segment added
+// by AppendFile. The init checks what the kernel unpacked and prints a
+// marker.
 func TestBootQEMU(t *testing.T) {
 	testenv.Short(t)
 	testenv.Root(t)
@@ -79,9 +80,14 @@ func TestBootQEMU(t *testing.T) {
 		initrd.Entry{Header: initrd.Header{Name: "bin/nbi-link", Type: initrd.TypeSymlink, Mode: 0o777, Linkname: "../etc/data"}},
 		reg("etc/toplevel", closure.Toplevel+"\n"),
 		initrd.Entry{Header: initrd.Header{Name: "etc/big", Type: initrd.TypeReg, Mode: 0o644, Size: int64(len(big))}, Data: big},
+		reg("etc/dup-a", strings.Repeat("dedup\n", 1000)),
+		reg("etc/dup-b", strings.Repeat("dedup\n", 1000)),
 	)
 	main, err := initrd.Plan(mainEntries, initrd.PlanOptions{ClampTime: time.Unix(1, 0), Existing: []string{"dev"}})
 	require.NoError(t, err)
+	main, stats, err := initrd.Dedup(ctx, main, initrd.DedupOptions{})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, stats.Files, 1)
 
 	img := filepath.Join(dir, "initrd.img")
 	_, err = initrd.WriteFile(ctx, img, []initrd.Segment{

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 )
 
@@ -32,6 +33,11 @@ type WriteOptions struct {
 	Progress func(done, total int64)
 	// Logger receives Debug records per segment; nil discards.
 	Logger *slog.Logger
+	// Existing lists directories present before the first segment is
+	// unpacked, besides the kernel's built-in dev and root (see
+	// PlanOptions.Existing). Write checks every entry's parent against
+	// them and the directories written before it.
+	Existing []string
 }
 
 // SegmentInfo describes a written or read segment.
@@ -48,6 +54,9 @@ type SegmentInfo struct {
 // WriteSegment writes seg as one cpio archive, compressed as seg says, to
 // w. Memory stays bounded whatever the size of the files: data is streamed
 // from each source in turn. It returns ctx's error if ctx ends first.
+//
+// WriteSegment does not check that parents come before children (it does
+// not know the earlier segments); Write and AppendFile do.
 func WriteSegment(ctx context.Context, w io.Writer, seg Segment, opt WriteOptions) (SegmentInfo, error) {
 	info := SegmentInfo{Compression: seg.Compression, FirstInode: max(opt.FirstInode, 1)}
 	cout := &countWriter{w: w}
@@ -212,10 +221,27 @@ func (s *sourceOpener) close() {
 // them: each starts 4-byte aligned (NUL padding in between), inode numbers
 // never repeat, and only the last may be LZ4. It returns what it wrote of
 // each segment.
+//
+// Before writing anything it checks that every entry's parent directory is
+// written before it (in its segment or an earlier one), is in
+// opt.Existing, or is one of the kernel's built-in dev and root; otherwise
+// it fails with ErrMissingParent naming the entry, as the kernel would
+// silently drop it.
 func Write(ctx context.Context, w io.Writer, segs []Segment, opt WriteOptions) ([]SegmentInfo, error) {
 	for i, s := range segs {
 		if s.Compression == LZ4 && i != len(segs)-1 {
 			return nil, fmt.Errorf("%w: lz4 segment %d is not the last (legacy lz4 has no end marker)", ErrCompression, i)
+		}
+	}
+	dirs := builtinDirs()
+	for _, d := range opt.Existing {
+		if n, err := normName(d); err == nil && n != "" {
+			dirs[n] = true
+		}
+	}
+	for _, s := range segs {
+		if err := checkParents(s.Entries, dirs); err != nil {
+			return nil, err
 		}
 	}
 	var infos []SegmentInfo
@@ -240,6 +266,25 @@ func Write(ctx context.Context, w io.Writer, segs []Segment, opt WriteOptions) (
 		next = info.NextInode
 	}
 	return infos, nil
+}
+
+// builtinDirs returns the directories of the kernel's built-in initramfs
+// (usr/default_cpio_list), unpacked before any initrd.
+func builtinDirs() map[string]bool { return map[string]bool{"dev": true, "root": true} }
+
+// checkParents checks that each entry's parent is in dirs or a directory
+// entry before it, adding the segment's directories to dirs.
+func checkParents(entries []Entry, dirs map[string]bool) error {
+	for i := range entries {
+		e := &entries[i]
+		if dir := path.Dir(e.Name); dir != "." && !dirs[dir] {
+			return entryErr(e.Name, fmt.Errorf("%w: %q is not written before it (use Plan, or PlanOptions.Existing for directories of earlier segments)", ErrMissingParent, dir))
+		}
+		if e.Type == TypeDir {
+			dirs[e.Name] = true
+		}
+	}
+	return nil
 }
 
 // WriteFile writes the initrd to the file name atomically: into a
@@ -281,8 +326,9 @@ func WriteFile(ctx context.Context, name string, segs []Segment, opt WriteOption
 // AppendFile appends seg to the existing initrd at name without rewriting
 // it: typically a small per-machine segment (keys, host name, network
 // configuration) after a shared image. The existing initrd is read first
-// (see Inspect) to check that it can be extended (its last segment must not
-// be LZ4) and to number the new inodes after its highest one, unless
+// to check that it can be extended (its last segment must not be LZ4), that
+// every new entry's parent exists (ErrMissingParent otherwise, as for
+// Write) and to number the new inodes after its highest one, unless
 // opt.FirstInode is set. On failure the file is truncated back to its
 // original size.
 func AppendFile(ctx context.Context, name string, seg Segment, opt WriteOptions) (SegmentInfo, error) {
@@ -297,15 +343,45 @@ func AppendFile(ctx context.Context, name string, seg Segment, opt WriteOptions)
 	}
 	size := st.Size()
 	{
-		rep, err := Inspect(ctx, io.NewSectionReader(f, 0, size), InspectOptions{})
-		if err != nil {
-			return SegmentInfo{}, fmt.Errorf("initrd: append to %s: %w", name, err)
+		// Read the existing initrd: its segments, highest inode and
+		// directories (for the parent check).
+		rd := NewReader(io.NewSectionReader(f, 0, size))
+		dirs := builtinDirs()
+		for _, d := range opt.Existing {
+			if n, err := normName(d); err == nil && n != "" {
+				dirs[n] = true
+			}
 		}
-		if n := len(rep.Segments); n > 0 && rep.Segments[n-1].Compression == LZ4 {
+		var maxIno uint32
+		for i := 0; ; i++ {
+			if i%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					return SegmentInfo{}, err
+				}
+			}
+			rec, err := rd.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return SegmentInfo{}, fmt.Errorf("initrd: append to %s: %w", name, err)
+			}
+			maxIno = max(maxIno, rec.Inode)
+			if rec.Type == TypeDir {
+				if n, err := normName(rec.Name); err == nil && n != "" {
+					dirs[n] = true
+				}
+			}
+		}
+		segs := rd.Segments()
+		if n := len(segs); n > 0 && segs[n-1].Compression == LZ4 {
 			return SegmentInfo{}, fmt.Errorf("%w: %s ends with an lz4 segment, nothing can follow it", ErrCompression, name)
 		}
+		if err := checkParents(seg.Entries, dirs); err != nil {
+			return SegmentInfo{}, fmt.Errorf("initrd: append to %s: %w", name, err)
+		}
 		if opt.FirstInode == 0 {
-			opt.FirstInode = rep.MaxInode + 1
+			opt.FirstInode = maxIno + 1
 		}
 	}
 	fail := func(err error) (SegmentInfo, error) {

@@ -54,9 +54,9 @@ func ParseCompression(s string) (Compression, error) {
 	return 0, fmt.Errorf("%w: %q (want none, gzip, zstd, xz or lz4)", ErrCompression, s)
 }
 
-// DefaultChunkSize is the amount of archive data compressed as one
-// independent frame (zstd), member (gzip) or block (lz4).
-const DefaultChunkSize = 4 << 20
+// DefaultChunkSize is the amount of archive data compressed as one job
+// (zstd, gzip) or one independent block (lz4).
+const DefaultChunkSize = 2 << 20
 
 // CompressOptions tune a compressor. The zero value is a good default.
 //
@@ -69,15 +69,17 @@ type CompressOptions struct {
 	// Workers is how many chunks are compressed at once; 0 means
 	// runtime.GOMAXPROCS(0). xz always uses one.
 	Workers int
-	// ChunkSize is the uncompressed size of each independently compressed
-	// chunk; 0 means DefaultChunkSize. LZ4 caps it at 8 MiB, the kernel's
-	// block size.
+	// ChunkSize is the uncompressed size of each parallel job; 0 means
+	// DefaultChunkSize. It bounds memory: about 3*Workers+2 chunks are
+	// held at once. For zstd it also sets the window (a quarter of it,
+	// at least 64 KiB; a larger window compresses a little better, zstd -3
+	// uses 2 MiB). LZ4 caps it at 8 MiB, the kernel's block size.
 	ChunkSize int
 }
 
 // NewCompressor returns a writer that compresses what is written to it as
 // one initrd segment and writes the result to w. Close flushes it; it does
-// not close w. Memory use is bounded by about 2*Workers+2 chunks.
+// not close w. Memory use is bounded by about 3*Workers+2 chunks.
 //
 // Each segment is a single zstd frame, gzip member or xz stream: the kernel
 // decompresses one per member and then requires the cpio state to be at a
@@ -116,14 +118,16 @@ func NewCompressor(w io.Writer, c Compression, opt CompressOptions) (io.WriteClo
 		}
 		// One frame: the kernel's unzstd reads a single frame per member
 		// and rejects a member that stops short of a trailer. Concurrent
-		// blocks split the input into jobs sized from the window alone, so
+		// blocks split the input into jobs of four windows (one chunk), so
 		// the frame does not depend on the worker count as long as it is at
-		// least 2 (1 disables the job mode).
+		// least 2 (1 disables the job mode). The library keeps about three
+		// jobs per worker in flight: the window bounds memory.
 		zw, err := zstd.NewWriter(w,
 			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(lvl)),
 			zstd.WithEncoderConcurrency(max(workers, 2)),
 			zstd.WithConcurrentBlocks(true),
-			zstd.WithEncoderCRC(true))
+			zstd.WithEncoderCRC(true),
+			zstd.WithWindowSize(zstdWindow(chunk)))
 		if err != nil {
 			return nil, fmt.Errorf("initrd: zstd: %w", err)
 		}
@@ -181,6 +185,16 @@ func NewCompressor(w io.Writer, c Compression, opt CompressOptions) (io.WriteClo
 }
 
 const lz4LegacyBlock = 8 << 20
+
+// zstdWindow returns the zstd window for a chunk size: a power of two, a
+// quarter of the chunk, clamped to 64 KiB..8 MiB.
+func zstdWindow(chunk int) int {
+	w := 64 << 10
+	for w < 8<<20 && w*2 <= chunk/4 {
+		w *= 2
+	}
+	return w
+}
 
 type nopCloser struct{ io.Writer }
 

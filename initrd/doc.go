@@ -16,13 +16,18 @@
 // is written: parents before children (missing ones created), byte-sorted
 // order, duplicates an error unless [PlanOptions.LastWins], hard-link groups,
 // the SOURCE_DATE_EPOCH clamp ([EpochFromEnv]) and root ownership.
+// [Dedup] then stores identical files once, as hard links (store closures
+// repeat many files), saving archive size and unpacked RAM.
 //
 // [Write] and [WriteFile] write segments one after another, each compressed
 // on its own ([None], [Gzip], [Zstd], [XZ] with CRC32, legacy [LZ4]), with
 // inode numbers unique across all of them; typically an uncompressed
-// early-microcode segment, then the compressed main one. [AppendFile] adds a
-// small per-machine segment to an existing initrd without rewriting it.
-// Data is streamed from its sources. Each compressed segment is one zstd
+// early-microcode segment, then the compressed main one. Before writing
+// anything they check that every entry's parent comes first
+// ([ErrMissingParent]). [AppendFile] adds a small per-machine segment to an
+// existing initrd without rewriting it. Data is streamed from its sources;
+// memory is the entry list (about 200 bytes an entry) plus a few
+// compression jobs ([CompressOptions].ChunkSize), whatever the data size. Each compressed segment is one zstd
 // frame, gzip member or xz stream, because the kernel decompresses one per
 // member and then insists on a record boundary; zstd and gzip still use
 // several cores (fixed-size jobs inside the frame), and the output is

@@ -18,6 +18,10 @@ var (
 	// ErrDuplicate means two entries have the same path and the caller did
 	// not choose last-wins.
 	ErrDuplicate = errors.New("initrd: duplicate path")
+	// ErrMissingParent means an entry's parent directory is not written
+	// before it (nor present from an earlier segment or the kernel's
+	// built-in initramfs): the kernel would silently drop the entry.
+	ErrMissingParent = errors.New("initrd: missing parent directory")
 	// ErrLink means a hard link names no regular file of the same segment.
 	ErrLink = errors.New("initrd: bad hard link")
 	// ErrChanged means a source file's size differs from what was planned:

@@ -43,7 +43,7 @@ type Report struct {
 	// groups whose data overwrites each other.
 	Clashes []Finding
 	// Warnings: size past IPXEWarnSize, "070702" records, data on
-	// non-files, missing trailers.
+	// non-files, empty segments.
 	Warnings []string
 }
 
@@ -145,10 +145,10 @@ func Inspect(ctx context.Context, r io.Reader, opt InspectOptions) (*Report, err
 	}
 	rep.Segments = rd.Segments()
 	rep.Size = cr.n
-	for _, s := range rep.Segments {
+	for i, s := range rep.Segments {
 		rep.Unpacked += s.Unpacked
 		if s.Entries == 0 {
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("segment %d at offset %d holds no entries", len(rep.Warnings), s.Offset))
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("segment %d at offset %d holds no entries", i, s.Offset))
 		}
 	}
 	if rep.Size > IPXEWarnSize {

@@ -60,6 +60,9 @@ type PlanOptions struct {
 // normName turns "/a/b", "./a/b/" or "a//b" into "a/b". It returns "" for the
 // root itself and an error for paths that climb above it.
 func normName(name string) (string, error) {
+	if validName(name) == nil {
+		return name, nil // already clean: keep the string, don't copy it
+	}
 	if strings.IndexByte(name, 0) >= 0 {
 		return "", fmt.Errorf("%w: name contains NUL", ErrInvalidHeader)
 	}

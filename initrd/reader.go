@@ -111,7 +111,7 @@ func (r *Reader) Next() (*Record, error) {
 func (r *Reader) next() (*Record, error) {
 	if r.cur != nil {
 		if _, err := io.CopyN(io.Discard, r.seg.data, r.left+r.pad); err != nil {
-			return nil, r.ferr(r.seg.data.off, r.cur.Name, fmt.Errorf("%w: truncated data: %w", ErrFormat, noEOF(err)))
+			return nil, r.ferr(r.cur.Offset, r.cur.Name, fmt.Errorf("%w: truncated data: %w", ErrFormat, noEOF(err)))
 		}
 		r.cur, r.left, r.pad = nil, 0, 0
 	}
@@ -274,7 +274,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 	n, err := r.seg.data.Read(p)
 	r.left -= int64(n)
 	if err == io.EOF && r.left > 0 {
-		err = r.ferr(r.seg.data.off, r.cur.Name, fmt.Errorf("%w: truncated data", ErrFormat))
+		err = r.ferr(r.cur.Offset, r.cur.Name, fmt.Errorf("%w: truncated data", ErrFormat))
 		r.err = err
 	}
 	if err == io.EOF {

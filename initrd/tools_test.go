@@ -83,7 +83,7 @@ func snapshot(t *testing.T, dir string) map[string]string {
 		case fi.Mode().IsRegular():
 			data, err := os.ReadFile(p)
 			require.NoError(t, err)
-			s += fmt.Sprintf(" size=%d sha=%x", len(data), sha256.Sum256(data))
+			s += fmt.Sprintf(" size=%d sha=%x mtime=%d", len(data), sha256.Sum256(data), fi.ModTime().Unix())
 			if st.Nlink > 1 {
 				inodes[st.Ino] = append(inodes[st.Ino], rel)
 			}

@@ -37,6 +37,14 @@ func main() {
 	if e1 != nil || e2 != nil || a.Ino != b.Ino || a.Nlink != 2 {
 		fail("hard link: %v %v ino %d/%d nlink %d", e1, e2, a.Ino, b.Ino, a.Nlink)
 	}
+	var da, db syscall.Stat_t
+	e1, e2 = syscall.Stat("/etc/dup-a", &da), syscall.Stat("/etc/dup-b", &db)
+	if e1 != nil || e2 != nil || da.Ino != db.Ino || da.Nlink != 2 {
+		fail("deduplicated files: %v %v ino %d/%d nlink %d", e1, e2, da.Ino, db.Ino, da.Nlink)
+	}
+	if d, err := os.ReadFile("/etc/dup-b"); err != nil || string(d) != strings.Repeat("dedup\n", 1000) {
+		fail("deduplicated file content: %d bytes, %v", len(d), err)
+	}
 	if h, err := os.ReadFile("/etc/hostname"); err != nil || string(h) != "nbi-machine\n" {
 		fail("appended segment: %q %v", h, err)
 	}
