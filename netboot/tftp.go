@@ -67,7 +67,9 @@ var (
 // names are lower-cased, options other than blksize and tsize are dropped,
 // and blksize is clamped to BlockSize, so negotiation does not depend on the
 // interface MTU or on timing. Write requests are refused. tsize is always
-// answered when asked, from File.Size.
+// answered when asked, from File.Size, except for an empty file: pin/tftp
+// leaves a tsize of 0 out of the OACK, and the client then learns the size
+// from the single empty DATA block.
 //
 // Set the fields before calling Serve and don't change them afterwards.
 type TFTPServer struct {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -516,4 +517,45 @@ func TestTFTPRetransmits(t *testing.T) {
 	got, _, err := pinGet(t, addr, "f", 1468)
 	require.NoError(t, err)
 	assert.Equal(t, files["f"].Data, got)
+}
+
+// TestTFTPNoSocketLeak sends requests that end in every kind of refusal and
+// checks that no transfer socket stays open (pin/tftp leaks one whenever a
+// handler returns nil without sending). The garbage collector is off while
+// it runs: its finalizers would close leaked sockets and hide the leak.
+func TestTFTPNoSocketLeak(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		return len(ents)
+	}
+	src := netboot.Chain(netboot.FS(fstest.MapFS{"ok": {Data: []byte("x")}}), netboot.Files{
+		"fail": netboot.SourceFunc(func(context.Context, *netboot.Request) (*netboot.File, error) {
+			return nil, errors.New("no")
+		}),
+	})
+	addr := startTFTP(t, &netboot.TFTPServer{Files: src})
+	_, _, err := pinGet(t, addr, "ok", 0) // warm up
+	require.NoError(t, err)
+	before := fds()
+	for i := range 60 {
+		switch i % 4 {
+		case 0:
+			_, _, err = pinGet(t, addr, "missing", 0)
+		case 1:
+			_, _, err = pinGet(t, addr, "fail", 0)
+		case 2:
+			rawRRQ(t, addr, rrq("../x", "octet"))
+			err = errors.New("refused")
+		case 3:
+			rawRRQ(t, addr, rrq("ok", "mail"))
+			err = errors.New("refused")
+		}
+		require.Error(t, err)
+	}
+	assert.Eventually(t, func() bool { return fds() <= before+2 }, 3*time.Second, 50*time.Millisecond,
+		"open descriptors %d, before %d", fds(), before)
 }

@@ -80,6 +80,7 @@ func main() {
 	tftpClients := flag.Int("tftp-clients", 200, "concurrent TFTP clients of the concurrent runs")
 	httpClients := flag.Int("http-clients", 50, "concurrent HTTP clients of the concurrent runs")
 	only := flag.String("only", "", "tftp or http: run only that protocol")
+	flag.BoolVar(&verbose, "v", false, "log every TFTP client timeout (server, block, offset) to stderr")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -448,6 +449,9 @@ func tftpRun(ctx context.Context, addr *net.UDPAddr, data []byte, blksize, n int
 
 var errCorrupt = errors.New("received data differs from the file")
 
+// verbose logs TFTP client timeouts.
+var verbose bool
+
 const (
 	clientTimeout = time.Second
 	clientRetries = 5
@@ -497,6 +501,9 @@ func tftpGet(ctx context.Context, server *net.UDPAddr, name string, blksize int,
 			if errors.As(err, &ne) && ne.Timeout() && retries < clientRetries {
 				retries++
 				timeouts.Add(1)
+				if verbose {
+					fmt.Fprintf(os.Stderr, "timeout: server %s, waiting for block %d at offset %d (OACK seen: %v)\n", server, expect, off, peer != nil)
+				}
 				if _, err := conn.WriteToUDP(last, lastTo); err != nil {
 					return off, false, err
 				}
