@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -220,4 +221,44 @@ func mustUUID(t *testing.T, s string) pxe.UUID {
 func wireUUID(t *testing.T, s string) pxe.UUID {
 	t.Helper()
 	return mustUUID(t, mustUUID(t, s).SMBIOSString())
+}
+
+// FuzzPXELinuxName checks PXELinux against any requested name: only names
+// in pxelinux.cfg/ are ever served, a 01-<mac> name is served with that
+// machine's kernel, and the UUID remembered from one name never makes an
+// unknown machine boot.
+func FuzzPXELinuxName(f *testing.F) {
+	for _, s := range []string{
+		"pxelinux.cfg/01-52-54-00-12-34-56", "pxelinux.cfg/default", "pxelinux.cfg/C0A80001",
+		"pxelinux.cfg/8a0e2b34-aaaa-bbbb-cccc-0123456789ab", "pxelinux.cfg/01-zz", "pxelinux.0", "pxelinux.cfg/a/b",
+	} {
+		f.Add(s)
+	}
+	inv := netboot.InventoryFunc(func(_ context.Context, m *netboot.Machine) (*netboot.Boot, error) {
+		if len(m.MAC) == 0 || m.MAC[0] != 0x52 {
+			return nil, netboot.ErrUnknownMachine
+		}
+		return &netboot.Boot{Profile: "p", Kernel: netboot.Image{Path: "/k"}}, nil
+	})
+	src := &netboot.PXELinux{Inventory: inv, BaseURL: "http://10.0.0.1"}
+	f.Fuzz(func(t *testing.T, name string) {
+		clean, err := netboot.CleanName(name)
+		if err != nil {
+			return // never reaches a Source
+		}
+		file, err := src.Open(t.Context(), &netboot.Request{Proto: netboot.TFTP, Name: clean, Remote: netip.MustParseAddrPort("10.0.0.5:2000")})
+		if err != nil {
+			assert.ErrorIs(t, err, os.ErrNotExist)
+			return
+		}
+		rest, ok := strings.CutPrefix(clean, "pxelinux.cfg/01-")
+		require.True(t, ok, "served %q", clean)
+		mac, err := net.ParseMAC(strings.ReplaceAll(rest, "-", ":"))
+		require.NoError(t, err, "served %q", clean)
+		var b bytes.Buffer
+		_, err = b.ReadFrom(file.Content)
+		require.NoError(t, err)
+		// The identity query may follow (a UUID the same address asked for).
+		assert.Regexp(t, `(?m)^  KERNEL http://10\.0\.0\.1/m/`+regexp.QuoteMeta(mac.String())+`/kernel(\?uuid=[0-9a-f-]{36})?$`, b.String())
+	})
 }
