@@ -160,21 +160,31 @@ func parseManifestLine(f []string) ([]Entry, error) {
 	return out, nil
 }
 
-// FormatManifest renders entries in ParseManifest's format. Hard links
-// become extra names on their file's line. Names or targets containing
-// whitespace or '#' cannot be written and give ErrManifest.
+// FormatManifest renders entries in ParseManifest's format. A hard link
+// becomes an extra name on the line of the nearest file before it with the
+// name it links to (as ParseManifest produces them, and Plan orders them);
+// a link with no such file, or names or targets containing whitespace or
+// '#', cannot be written and give ErrManifest.
 func FormatManifest(entries []Entry) ([]byte, error) {
-	links := map[string][]string{}
-	for _, e := range entries {
-		if e.Type == TypeLink {
-			links[e.Linkname] = append(links[e.Linkname], e.Name)
+	links := map[int][]string{} // file entry index -> its link names
+	lastFile := map[string]int{}
+	for i, e := range entries {
+		switch e.Type {
+		case TypeReg:
+			lastFile[e.Name] = i
+		case TypeLink:
+			f, ok := lastFile[e.Linkname]
+			if !ok {
+				return nil, fmt.Errorf("%w: hard link %q comes before any file %q", ErrManifest, e.Name, e.Linkname)
+			}
+			links[f] = append(links[f], e.Name)
 		}
 	}
 	var b bytes.Buffer
 	bad := func(s string) bool {
 		return s == "" || strings.ContainsAny(s, " \t\n\r\v\f#") || strings.IndexByte(s, 0) >= 0
 	}
-	for _, e := range entries {
+	for i, e := range entries {
 		if bad(e.Name) || (e.Type == TypeSymlink && bad(e.Linkname)) || (e.Type == TypeReg && bad(e.Source.Path)) {
 			return nil, fmt.Errorf("%w: %q cannot be written as a manifest line", ErrManifest, e.Name)
 		}
@@ -182,7 +192,7 @@ func FormatManifest(entries []Entry) ([]byte, error) {
 		switch e.Type {
 		case TypeReg:
 			fmt.Fprintf(&b, "file %s %s %s", e.Name, e.Source.Path, own)
-			for _, l := range links[e.Name] {
+			for _, l := range links[i] {
 				if bad(l) {
 					return nil, fmt.Errorf("%w: %q cannot be written as a manifest line", ErrManifest, l)
 				}
