@@ -52,6 +52,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,12 +81,25 @@ func main() {
 	tftpClients := flag.Int("tftp-clients", 200, "concurrent TFTP clients of the concurrent runs")
 	httpClients := flag.Int("http-clients", 50, "concurrent HTTP clients of the concurrent runs")
 	only := flag.String("only", "", "tftp or http: run only that protocol")
+	flag.StringVar(&serverProfile, "cpuprofile", "", "write the nixboot server's CPU profile (whole run) to this file")
 	flag.BoolVar(&verbose, "v", false, "log every TFTP client timeout (server, block, offset) to stderr")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
 	if *role == "server" {
+		if serverProfile != "" {
+			f, ferr := os.Create(serverProfile)
+			if ferr == nil {
+				ferr = pprof.StartCPUProfile(f)
+			}
+			if ferr != nil {
+				fmt.Fprintln(os.Stderr, "bench/serve:", ferr)
+				os.Exit(1)
+			}
+			defer f.Close()
+			defer pprof.StopCPUProfile()
+		}
 		err = serve(ctx, *dir)
 	} else {
 		err = bench(ctx, config{
@@ -452,6 +466,9 @@ var errCorrupt = errors.New("received data differs from the file")
 // verbose logs TFTP client timeouts.
 var verbose bool
 
+// serverProfile is where the nixboot server process writes a CPU profile.
+var serverProfile string
+
 const (
 	clientTimeout = time.Second
 	clientRetries = 5
@@ -724,7 +741,7 @@ func startNixboot(files string) (*server, error) {
 		return nil, err
 	}
 	s := &server{name: "nixboot", tftpAddr: udp.LocalAddr().(*net.UDPAddr), httpURL: "http://" + tcp.Addr().String()}
-	s.cmd = exec.Command(self, "-role", "server", "-dir", files)
+	s.cmd = exec.Command(self, "-role", "server", "-dir", files, "-cpuprofile", serverProfile)
 	s.cmd.ExtraFiles = []*os.File{uf, tf}
 	s.cmd.Stderr = &s.stderr
 	return s, s.cmd.Start()
