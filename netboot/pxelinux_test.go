@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/http/httptest"
 	"net/netip"
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nixboot/nixboot/internal/testenv"
+	"github.com/nixboot/nixboot/ipxe"
 	"github.com/nixboot/nixboot/netboot"
 	"github.com/nixboot/nixboot/pxe"
 )
@@ -261,4 +263,31 @@ func FuzzPXELinuxName(f *testing.F) {
 		// The identity query may follow (a UUID the same address asked for).
 		assert.Regexp(t, `(?m)^  KERNEL http://10\.0\.0\.1/m/`+regexp.QuoteMeta(mac.String())+`/kernel(\?uuid=[0-9a-f-]{36})?$`, b.String())
 	})
+}
+
+func ExamplePXELinuxConfigFor() {
+	m := &netboot.Machine{MAC: net.HardwareAddr{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}}
+	b := &netboot.Boot{
+		Profile: "installer",
+		Kernel:  netboot.Image{Path: "/srv/installer/bzImage"},
+		Initrds: []netboot.Image{{Path: "/srv/installer/initrd"}},
+		Args:    ipxe.Args{ipxe.KV("console", "ttyS0"), {Value: ipxe.Setting("cmdline").Value()}},
+	}
+	cfg, err := netboot.PXELinuxConfigFor("http://10.0.0.1:8080", m, b, "")
+	if err != nil {
+		panic(err)
+	}
+	out, err := pxe.RenderPXELinux(cfg)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Print(string(out))
+	// Output:
+	// DEFAULT nixboot
+	// PROMPT 0
+	//
+	// LABEL nixboot
+	//   KERNEL http://10.0.0.1:8080/m/52:54:00:12:34:56/kernel
+	//   INITRD http://10.0.0.1:8080/m/52:54:00:12:34:56/initrd/0
+	//   APPEND console=ttyS0
 }
