@@ -133,15 +133,26 @@ func TestLeaseCrashLoop(t *testing.T) {
 		}
 		time.Sleep(time.Duration(10+rand.IntN(80)) * time.Millisecond)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-		_ = cmd.Wait()
+		// The server was still serving when killed: it did not stop early,
+		// say on a lease file it could not load.
+		werr := cmd.Wait()
+		var ee *exec.ExitError
+		require.ErrorAs(t, werr, &ee, "round %d", round)
+		ws, ok := ee.Sys().(syscall.WaitStatus)
+		require.True(t, ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL, "round %d: server ended with %v, not by kill -9", round, werr)
 		wg.Wait()
 		cancel()
 
 		ls, err := pxe.ReadLeaseFile(file)
 		require.NoError(t, err, "round %d: lease file after kill -9", round)
 		onDisk := map[string]string{}
+		ipOwner := map[string]string{}
 		for _, l := range ls {
 			onDisk[l.MAC] = l.IP
+			if prev, dup := ipOwner[l.IP]; dup {
+				t.Errorf("round %d: %s on disk for %s and %s", round, l.IP, prev, l.MAC)
+			}
+			ipOwner[l.IP] = l.MAC
 		}
 		mu.Lock()
 		for m, ip := range acked {
