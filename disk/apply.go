@@ -2,6 +2,7 @@ package disk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -45,7 +46,9 @@ type ApplyOptions struct {
 //  4. on block devices, the kernel re-reads the table and Apply waits for
 //     the partition device nodes.
 //
-// A block device is opened exclusively, so Apply fails if it is mounted.
+// A block device is opened exclusively, so Apply fails if it is mounted
+// or another Apply is at work on it; an image file is locked (flock) for
+// the same purpose. Both failures wrap syscall.EBUSY.
 func Apply(ctx context.Context, p Plan, opt ApplyOptions) error {
 	return apply(ctx, p, opt, applyHooks{})
 }
@@ -97,6 +100,16 @@ func apply(ctx context.Context, p Plan, opt ApplyOptions, hooks applyHooks) erro
 		return fmt.Errorf("disk: opening %s for writing: %w", p.Device, err)
 	}
 	defer f.Close()
+	if !block {
+		// Image files have no exclusive open: an advisory lock keeps two
+		// Applies (in any processes) from interleaving their writes.
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				err = unix.EBUSY
+			}
+			return fmt.Errorf("disk: locking %s (another Apply at work?): %w", p.Device, err)
+		}
+	}
 	size, sector, _, err := geometry(f, p.SectorSize)
 	if err != nil {
 		return fmt.Errorf("disk: %s: %w", p.Device, err)

@@ -68,9 +68,10 @@
 // # Concurrency
 //
 // Values (Layout, Disk, Plan) are plain data. All functions may be called
-// concurrently, except that only one Apply may run per disk at a time; for
+// concurrently, except that only one Apply may run per disk at a time: for
 // block devices the exclusive open enforces it, which also makes Apply fail
-// while a partition of the disk is mounted.
+// while a partition of the disk is mounted, and for image files an flock.
+// The loser gets an error wrapping syscall.EBUSY.
 //
 // # Non-goals
 //
