@@ -143,7 +143,9 @@ func TestPacketLoss(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	tftpDone := make(chan error, 2)
 	for _, srv := range []*netboot.TFTPServer{
-		{Conn: fastUDP, Files: files, Timeout: 100 * time.Millisecond, Retries: 20},
+		// 50 retries: 5 s of patience, for clients stalled by a loaded
+		// machine (-race), not for the loss.
+		{Conn: fastUDP, Files: files, Timeout: 100 * time.Millisecond, Retries: 50},
 		{Conn: slowUDP, Files: files, Timeout: 1200 * time.Millisecond, Retries: 8},
 	} {
 		go func() { tftpDone <- srv.Serve(ctx) }()

@@ -155,7 +155,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		if ev.Proto == TFTP && ev.Err == nil && isLoader(ev.Name) {
 			if mac := tracker.MACForIP(ev.Remote.Addr()); mac != nil {
 				tracker.Mark(mac, ev.Remote.Addr(), "", PhaseLoader)
-			} else if mac := arpLookup(ev.Remote.Addr()); mac != nil {
+			} else if mac := arpLookupVia(s.TFTPConn, ev.Remote.Addr()); mac != nil {
 				tracker.Mark(mac, ev.Remote.Addr(), "", PhaseLoader)
 			}
 		}
@@ -303,7 +303,7 @@ func (s *Server) tftpFiles(base string, tracker *Tracker) Source {
 				if mac := tracker.MACForIP(ip); mac != nil {
 					return mac
 				}
-				return arpLookup(ip)
+				return arpLookupVia(s.TFTPConn, ip)
 			},
 		}
 	}
@@ -401,14 +401,28 @@ func machineFromDHCP(c pxe.Client) *Machine {
 	return m
 }
 
+// arpLookupVia finds the MAC of a neighbour in the ARP table of the network
+// namespace conn lives in, which need not be the process's: a caller may
+// have created its sockets on a thread switched into another namespace.
+func arpLookupVia(conn net.PacketConn, ip netip.Addr) net.HardwareAddr {
+	var mac net.HardwareAddr
+	inSocketNetns(conn, func() { mac = arpLookup(ip) })
+	return mac
+}
+
 // arpLookup finds the MAC of a neighbour in the kernel's ARP table (of the
-// network namespace the process runs in), for TFTP clients, which send no
-// MAC.
+// network namespace the calling thread is in), for TFTP clients, which send
+// no MAC.
 func arpLookup(ip netip.Addr) net.HardwareAddr {
 	if !ip.Is4() {
 		return nil
 	}
-	f, err := os.Open("/proc/net/arp")
+	// /proc/net is the thread group leader's view; thread-self is this
+	// thread's, which is what inSocketNetns switches.
+	f, err := os.Open("/proc/thread-self/net/arp")
+	if err != nil {
+		f, err = os.Open("/proc/net/arp")
+	}
 	if err != nil {
 		return nil
 	}
