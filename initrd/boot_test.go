@@ -16,6 +16,7 @@ import (
 	"github.com/nixboot/nixboot/initrd"
 	"github.com/nixboot/nixboot/internal/nixtest"
 	"github.com/nixboot/nixboot/internal/testenv"
+	"github.com/nixboot/nixboot/internal/vmtest"
 )
 
 // lockedBuffer collects QEMU's serial output while the test polls it.
@@ -109,26 +110,57 @@ func TestBootQEMU(t *testing.T) {
 	require.Empty(t, rep.Dropped)
 	require.Empty(t, rep.Clashes)
 
+	got := bootQEMU(t, qemu, kernel, img, "console=ttyS0 panic=-1 quiet", "NBI-BOOT-")
+	require.Contains(t, got, "NBI-BOOT-OK", "console:\n%s", got)
+
+	// The closure alone, from its closure-info, booted straight into the
+	// toplevel's init with rdinit= (as NixOS netboot does with its stage 1).
+	t.Run("rdinit", func(t *testing.T) {
+		info := filepath.Join(dir, "closure-info")
+		require.NoError(t, os.MkdirAll(info, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(info, "store-paths"), []byte(strings.Join(closure.Paths, "\n")+"\n"), 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(info, "registration"), closure.Registration, 0o644))
+		entries, err := initrd.ClosureInfo(info, closure.StoreDir())
+		require.NoError(t, err)
+		entries = append(entries, initrd.Entry{Header: initrd.Header{Name: "dev/console", Type: initrd.TypeChar, Mode: 0o600, Devmajor: 5, Devminor: 1}})
+		planned, err := initrd.Plan(entries, initrd.PlanOptions{RootOwner: true, ClampTime: time.Unix(1, 0)})
+		require.NoError(t, err)
+		planned, _, err = initrd.Dedup(ctx, planned, initrd.DedupOptions{})
+		require.NoError(t, err)
+		img := filepath.Join(dir, "closure.img")
+		_, err = initrd.WriteFile(ctx, img, []initrd.Segment{{Compression: initrd.XZ, Entries: planned}}, initrd.WriteOptions{})
+		require.NoError(t, err)
+		got := bootQEMU(t, qemu, kernel, img, "console=ttyS0 panic=-1 quiet rdinit="+closure.Toplevel+"/init", "NBI-NIX-MARKER")
+		require.Contains(t, got, "NBI-NIX-MARKER from "+closure.Toplevel+"/init", "console:\n%s", got)
+	})
+}
+
+// bootQEMU boots kernel with img as its initrd and returns the serial
+// console once it shows marker (failing the test after 180 s). KVM is used
+// when it is a real hardware hypervisor (vmtest.Accel), TCG otherwise.
+func bootQEMU(t *testing.T, qemu, kernel, img, cmdline, marker string) string {
+	t.Helper()
+	accel := []string{"-accel", vmtest.Accel()}
 	var console lockedBuffer
-	cmd := exec.Command(qemu, "-no-user-config", "-nodefaults", "-accel", "tcg", "-m", "512",
+	args := append(append([]string{"-no-user-config", "-nodefaults"}, accel...), "-m", "512",
 		"-display", "none", "-serial", "stdio", "-no-reboot",
-		"-kernel", kernel, "-initrd", img, "-append", "console=ttyS0 panic=-1 quiet")
+		"-kernel", kernel, "-initrd", img, "-append", cmdline)
+	cmd := exec.Command(qemu, args...)
 	cmd.Stdout, cmd.Stderr = &console, &console
 	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
+	defer func() {
 		cmd.Process.Kill()
 		cmd.Wait()
-	})
-	waitCtx, cancel := context.WithTimeout(ctx, 180*time.Second)
+	}()
+	waitCtx, cancel := context.WithTimeout(t.Context(), 180*time.Second)
 	defer cancel()
-	for !strings.Contains(console.String(), "NBI-BOOT-") {
+	for !strings.Contains(console.String(), marker) {
 		select {
 		case <-waitCtx.Done():
-			t.Fatalf("no marker from the guest within 180 s; console:\n%s", console.String())
+			t.Fatalf("no %q from the guest within 180 s; console:\n%s", marker, console.String())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
-	got := console.String()
-	require.Contains(t, got, "NBI-BOOT-OK", "console:\n%s", got)
+	return console.String()
 }

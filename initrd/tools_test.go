@@ -255,3 +255,58 @@ func TestClampAndOwner(t *testing.T) {
 	assert.Equal(t, uint32(0), st.Uid)
 	assert.Equal(t, uint32(0), st.Gid)
 }
+
+// Inspect reads initrds made by other tools: GNU cpio archives (padded to
+// 512 bytes), compressed by the command-line gzip, zstd, xz and lz4 -l,
+// each after an uncompressed one, as the kernel would see them.
+func TestInspectForeignArchives(t *testing.T) {
+	testenv.Root(t)
+	cpio := testenv.Command(t, "cpio")
+	src := makeTree(t)
+	want := snapshot(t, src)
+	list := run(t, src, nil, "sh", "-c", "find . -mindepth 1 | LC_ALL=C sort")
+	raw := []byte(run(t, src, []byte(list), cpio, "-o", "-H", "newc", "--quiet"))
+	for _, tc := range []struct {
+		comp initrd.Compression
+		cmd  []string
+	}{
+		{initrd.Gzip, []string{"gzip", "-9c"}},
+		{initrd.Zstd, []string{"zstd", "-T2", "-19", "-c"}},
+		{initrd.XZ, []string{"xz", "--check=crc32", "-c"}},
+		{initrd.LZ4, []string{"lz4", "-l", "-c"}},
+	} {
+		t.Run(tc.comp.String(), func(t *testing.T) {
+			testenv.Command(t, tc.cmd[0])
+			cmd := exec.Command(tc.cmd[0], tc.cmd[1:]...)
+			cmd.Stdin = bytes.NewReader(raw)
+			packed, err := cmd.Output()
+			require.NoError(t, err)
+			in := append(append(append([]byte(nil), raw...), make([]byte, 512)...), packed...)
+			rep, err := initrd.Inspect(context.Background(), bytes.NewReader(in), initrd.InspectOptions{Entries: true})
+			require.NoError(t, err)
+			require.Len(t, rep.Segments, 2)
+			assert.Equal(t, initrd.None, rep.Segments[0].Compression)
+			assert.Equal(t, tc.comp, rep.Segments[1].Compression)
+			assert.Equal(t, int64(len(in)), rep.Size)
+			for i, s := range rep.Segments {
+				names := map[string]bool{}
+				for _, e := range rep.Entries {
+					if e.Segment == i {
+						n := strings.TrimPrefix(e.Name, "./")
+						names[n] = true
+						if n == "dev/big" {
+							assert.Equal(t, [2]uint32{4095, 1048575}, [2]uint32{e.Devmajor, e.Devminor})
+						}
+					}
+				}
+				assert.Len(t, names, len(want), "segment %d (%s)", i, s.Compression)
+				for n := range want {
+					assert.True(t, names[n], "segment %d lacks %s", i, n)
+				}
+			}
+			assert.Empty(t, rep.Dropped)
+			// The second segment repeats every path: the kernel overwrites.
+			assert.NotEmpty(t, rep.Clashes)
+		})
+	}
+}
