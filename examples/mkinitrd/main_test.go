@@ -38,7 +38,8 @@ func TestSegmentsListVerifyAppend(t *testing.T) {
 	out := filepath.Join(dir, "initrd.img")
 	require.NoError(t, fs.Parse([]string{"-o", out, "-dedup", "-root-owner",
 		"-segment", "none", "-tree", filepath.Join(dir, "ucode"),
-		"-segment", "zstd", "-tree", filepath.Join(dir, "root"), "-tree", filepath.Join(dir, "extra") + ":opt/extra"}))
+		"-segment", "zstd", "-tree", filepath.Join(dir, "root"), "-tree", filepath.Join(dir, "extra") + ":opt/extra",
+		"-file", filepath.Join(dir, "extra/hello") + ":bin/hello"}))
 	log := slog.New(slog.DiscardHandler)
 	var stderr bytes.Buffer
 	require.NoError(t, run(ctx, log, io.Discard, &stderr, o))
@@ -58,6 +59,7 @@ func TestSegmentsListVerifyAppend(t *testing.T) {
 	}
 	assert.Equal(t, ino["etc/a"], ino["etc/b"], "deduplicated into one inode")
 	assert.Contains(t, ino, "opt/extra/hello")
+	assert.Contains(t, ino, "bin/hello")
 	assert.Contains(t, ino, "kernel/x86/microcode/GenuineIntel.bin")
 
 	var listing bytes.Buffer
