@@ -10,7 +10,7 @@ STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2
 PACKAGES=(
   # clients, peers and checkers the tests drive
   kmod cpio libarchive-tools zstd xz-utils lz4 busybox-static udhcpc isc-dhcp-client kea-admin
-  tftp-hpa atftp tftpd-hpa nginx-light curl dnsmasq-base iproute2 util-linux
+  tftp-hpa atftp tftpd-hpa nginx-light curl dnsmasq-base iproute2 util-linux nftables
   gdisk fdisk dosfstools e2fsprogs xfsprogs btrfs-progs mtools
   # firmware and VMs for end-to-end boots
   qemu-system-x86 ipxe-qemu ipxe ovmf pxelinux syslinux-common
