@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nixboot/nixboot/internal/nixtest"
+	"github.com/nixboot/nixboot/internal/testenv"
 )
 
 // freeAddr returns a loopback address with a port free right now.
@@ -159,4 +160,60 @@ func TestInstallFlowErrors(t *testing.T) {
 			assert.True(t, strings.Contains(err.Error(), tc.want), err.Error())
 		})
 	}
+}
+
+// TestNoArguments: with no arguments netbootd is the safe demo (loopback
+// only, DHCP off) and serves the demo profile's script and iPXE loaders.
+func TestNoArguments(t *testing.T) {
+	o, err := parseFlags(nil)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:8069", o.httpAddr)
+	assert.Equal(t, "127.0.0.1:6969", o.tftpAddr)
+	assert.Empty(t, o.iface, "DHCP stays off")
+	o.demoKernel = testenv.Kernel(t)
+	testenv.File(t, "/usr/lib/ipxe/undionly.kpxe")
+	// Free ports in place of the fixed ones, so a netbootd already running
+	// on this machine does not make the test fail.
+	o.httpAddr, o.tftpAddr = freeAddr(t, "tcp"), freeAddr(t, "udp")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, o, slog.New(slog.DiscardHandler)) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("netbootd did not stop")
+		}
+	}()
+	base := "http://" + o.httpAddr
+	require.Eventually(t, func() bool {
+		r, err := http.Get(base + "/boot.ipxe")
+		if err == nil {
+			r.Body.Close()
+		}
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond)
+	code, script := get(t, base+"/boot.ipxe?mac=52:54:00:12:34:56&arch=x86_64")
+	require.Equal(t, http.StatusOK, code, script)
+	assert.True(t, strings.HasPrefix(script, "#!ipxe\n"), script)
+	assert.Contains(t, script, "kernel ")
+	cl, err := tftp.NewClient(o.tftpAddr)
+	require.NoError(t, err)
+	wt, err := cl.Receive("undionly.kpxe", "octet")
+	require.NoError(t, err)
+	var b bytes.Buffer
+	_, err = wt.WriteTo(&b)
+	require.NoError(t, err)
+	want, err := os.ReadFile("/usr/lib/ipxe/undionly.kpxe")
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(want, b.Bytes()), "undionly.kpxe served byte-identical")
+
+	_, err = parseFlags([]string{"stray"})
+	require.Error(t, err)
+	_, err = parseFlags([]string{"-pxelinux", "-generations", "/x"})
+	require.NoError(t, err)
+	err = run(context.Background(), options{pxelinux: true, install: installOptions{generations: "/x"}}, slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, err, "choose one")
 }

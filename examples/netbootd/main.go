@@ -72,31 +72,18 @@ type options struct {
 	blksize    int
 	verbose    bool
 	demoKernel string
+	pxelinux   bool
 	install    installOptions
 }
 
 func main() {
-	var o options
-	flag.StringVar(&o.inventory, "inventory", "", "JSON inventory file (reloaded when it changes); empty serves the built-in demo profile")
-	flag.StringVar(&o.httpAddr, "http", "127.0.0.1:8069", "HTTP listen address; empty disables HTTP")
-	flag.StringVar(&o.httpURL, "url", "", "base URL machines reach the HTTP server at (default: from each request's Host, or the listen address)")
-	flag.StringVar(&o.tftpAddr, "tftp", "127.0.0.1:6969", "TFTP listen address; empty disables TFTP")
-	flag.StringVar(&o.loaders, "loaders", "/usr/lib/ipxe", "directory of iPXE loaders (undionly.kpxe, ipxe.efi, snponly.efi) served over TFTP and HTTP")
-	flag.StringVar(&o.assets, "assets", "", "optional directory of further files served over TFTP and HTTP")
-	flag.StringVar(&o.iface, "interface", "", "network interface to answer DHCP on; DHCP stays off without it")
-	flag.StringVar(&o.dhcp, "dhcp", "", "DHCP mode with -interface: proxy (default) or full; off disables")
-	flag.StringVar(&o.serverIP, "server-ip", "", "this server's IPv4 address on -interface (default: the interface's first)")
-	flag.StringVar(&o.subnet, "subnet", "", "full DHCP: subnet in CIDR form (default: the interface's)")
-	flag.StringVar(&o.pool, "range", "", "full DHCP: address pool FIRST-LAST")
-	flag.StringVar(&o.router, "router", "", "full DHCP: default gateway")
-	flag.StringVar(&o.dns, "dns", "", "full DHCP: comma-separated DNS servers")
-	flag.StringVar(&o.leaseFile, "leases", "", "full DHCP: lease file (default: in memory)")
-	flag.IntVar(&o.blksize, "blksize", 0, "TFTP block size cap (default 1468)")
-	flag.StringVar(&o.demoKernel, "demo-kernel", "", "kernel for the demo profile (default: $NIXBOOT_KERNEL, /var/cache/nixboot/vmlinuz, newest /boot/vmlinuz-*)")
-	flag.BoolVar(&o.verbose, "v", false, "log every request (debug level)")
-	o.install.register(flag.CommandLine)
-	flag.Parse()
-
+	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		os.Exit(2) // the problem and the usage are printed
+	}
 	level := slog.LevelInfo
 	if o.verbose {
 		level = slog.LevelDebug
@@ -110,8 +97,48 @@ func main() {
 	}
 }
 
+// parseFlags reads the command line; with no arguments the options are
+// the safe loopback demo.
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("netbootd", flag.ContinueOnError)
+	fs.StringVar(&o.inventory, "inventory", "", "JSON inventory file (reloaded when it changes); empty serves the built-in demo profile")
+	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8069", "HTTP listen address; empty disables HTTP")
+	fs.StringVar(&o.httpURL, "url", "", "base URL machines reach the HTTP server at (default: from each request's Host, or the listen address)")
+	fs.StringVar(&o.tftpAddr, "tftp", "127.0.0.1:6969", "TFTP listen address; empty disables TFTP")
+	fs.StringVar(&o.loaders, "loaders", "/usr/lib/ipxe", "directory of iPXE loaders (undionly.kpxe, ipxe.efi, snponly.efi) served over TFTP and HTTP")
+	fs.StringVar(&o.assets, "assets", "", "optional directory of further files served over TFTP and HTTP")
+	fs.StringVar(&o.iface, "interface", "", "network interface to answer DHCP on; DHCP stays off without it")
+	fs.StringVar(&o.dhcp, "dhcp", "", "DHCP mode with -interface: proxy (default) or full; off disables")
+	fs.StringVar(&o.serverIP, "server-ip", "", "this server's IPv4 address on -interface (default: the interface's first)")
+	fs.StringVar(&o.subnet, "subnet", "", "full DHCP: subnet in CIDR form (default: the interface's)")
+	fs.StringVar(&o.pool, "range", "", "full DHCP: address pool FIRST-LAST")
+	fs.StringVar(&o.router, "router", "", "full DHCP: default gateway")
+	fs.StringVar(&o.dns, "dns", "", "full DHCP: comma-separated DNS servers")
+	fs.StringVar(&o.leaseFile, "leases", "", "full DHCP: lease file (default: in memory)")
+	fs.IntVar(&o.blksize, "blksize", 0, "TFTP block size cap (default 1468)")
+	fs.StringVar(&o.demoKernel, "demo-kernel", "", "kernel for the demo profile (default: $NIXBOOT_KERNEL, /var/cache/nixboot/vmlinuz, newest /boot/vmlinuz-*)")
+	fs.BoolVar(&o.verbose, "v", false, "log every request (debug level)")
+	fs.BoolVar(&o.pxelinux, "pxelinux", false, "serve per-machine PXELINUX configurations (pxelinux.cfg/...) from the inventory over TFTP, for BIOS machines given PXELINUX by -bios-loader")
+	o.install.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	if fs.NArg() > 0 {
+		err := fmt.Errorf("unexpected arguments %q", fs.Args())
+		fmt.Fprintln(fs.Output(), err)
+		fs.Usage()
+		return options{}, err
+	}
+	return o, nil
+}
+
 func run(ctx context.Context, o options, log *slog.Logger) error {
-	s := &netboot.Server{HTTPURL: o.httpURL, TFTPBlockSize: o.blksize, Logger: log}
+	s := &netboot.Server{HTTPURL: o.httpURL, TFTPBlockSize: o.blksize, PXELinux: o.pxelinux, Logger: log}
+	if o.pxelinux && o.install.generations != "" {
+		// Both would answer pxelinux.cfg names, with different menus.
+		return errors.New("-pxelinux and -generations both serve PXELINUX configurations: choose one")
+	}
 
 	// Inventory: the file, or the demo profile.
 	var watch func(context.Context) error
