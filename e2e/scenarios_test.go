@@ -26,10 +26,6 @@ func TestBIOSiPXEROM(t *testing.T) {
 	e.boot(m)
 }
 
-// ovmfNoPXEv6 keeps OVMF from trying PXEv6 (a minute) if v4 failed: these
-// tests are about v4.
-var ovmfNoPXEv6 = []string{"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no"}
-
 // Scenario 2: OVMF's own PXE (virtio-net without option ROM) loads
 // snponly.efi from Debian's ipxe package over nixboot's TFTP; iPXE comes
 // back with its user class and gets the script over HTTP.
@@ -38,7 +34,7 @@ func TestUEFIPXE(t *testing.T) {
 	e.addFile("snponly.efi", "/usr/lib/ipxe/snponly.efi")
 	m := machine{
 		name: "uefi-pxe", mac: newMAC(2), token: "s2-" + e.net.Name,
-		fw: vmtest.OVMF, noROM: true, extra: ovmfNoPXEv6,
+		fw: vmtest.OVMF, noROM: true, extra: vmtest.OVMFNoPXEv6,
 	}
 	e.serve(vmtest.Nixboot{Inventory: e.inventory(m)})
 	e.boot(m)
@@ -114,7 +110,7 @@ func TestProxyDHCP(t *testing.T) {
 		m    machine
 	}{
 		{"bios", machine{name: "proxy-bios", mac: newMAC(0x51)}},
-		{"uefi", machine{name: "proxy-uefi", mac: newMAC(0x52), fw: vmtest.OVMF, noROM: true, extra: ovmfNoPXEv6}},
+		{"uefi", machine{name: "proxy-uefi", mac: newMAC(0x52), fw: vmtest.OVMF, noROM: true, extra: vmtest.OVMFNoPXEv6}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)

@@ -12,7 +12,16 @@
 //     with `ip netns exec`, killed by PID at test end) and StartRole (the
 //     test binary itself re-executed in the namespace to run a server, for
 //     servers that open sockets after they start, such as TFTP; its
-//     TestMain calls Main).
+//     TestMain calls Main). AddPeer adds a second namespace joined to the
+//     bridge by a veth pair, for a peer server (dnsmasq handing out
+//     addresses next to a proxyDHCP server).
+//   - Servers: Nixboot runs nixboot's netboot.Server as a role (inventory,
+//     host files, DHCP off/proxy/full, loaders, and optionally PXELINUX
+//     configurations rendered per machine from the inventory, with kernels
+//     and initrds over TFTP: PXELinuxSource); Dnsmasq and Nginx run the
+//     reference servers, and ServeReference serves a Payload for a BootPath
+//     (BIOSiPXE, UEFIPXE, UEFIHTTP) from them the way an administrator
+//     would without nixboot.
 //   - Start and Machine: QEMU with SeaBIOS or OVMF (a private copy of the
 //     variable store), NICs on taps with or without iPXE option ROMs, TCG
 //     unless KVM is real (Accel), the serial console captured to memory and

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -239,6 +240,32 @@ func (m *Machine) WaitLine(ctx context.Context, substr string) (string, error) {
 	return m.waitFunc(ctx, func(line string) (bool, error) {
 		return strings.Contains(line, substr), nil
 	})
+}
+
+// WaitMatch waits until the console matches re anywhere, also in a line
+// not yet complete (iPXE's last "... ok" is followed by the kernel's output,
+// not by a line break), and returns the time since QEMU started at which the
+// match was seen. It fails like WaitLine.
+func (m *Machine) WaitMatch(ctx context.Context, re *regexp.Regexp) (time.Duration, error) {
+	for {
+		found := re.MatchString(m.Console())
+		m.mu.Lock()
+		changed := m.changed
+		m.mu.Unlock()
+		if found {
+			return time.Since(m.Started), nil
+		}
+		select {
+		case <-changed:
+		case <-m.done:
+			if re.MatchString(m.Console()) {
+				return time.Since(m.Started), nil
+			}
+			return 0, fmt.Errorf("%w: %s after %s (%v)", ErrExited, m.Name, time.Since(m.Started).Round(time.Millisecond), m.waitErr)
+		case <-ctx.Done():
+			return 0, fmt.Errorf("vmtest: waiting for /%s/ from %s: %w", re, m.Name, ctx.Err())
+		}
+	}
 }
 
 // deadEnds are console lines after which a VM will never reach the marker:
