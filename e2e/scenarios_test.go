@@ -44,34 +44,42 @@ func TestUEFIPXE(t *testing.T) {
 // pxelinux and syslinux-common).
 var pxelinuxFiles = map[string]string{
 	"pxelinux.0":   "/usr/lib/PXELINUX/pxelinux.0",
+	"lpxelinux.0":  "/usr/lib/PXELINUX/lpxelinux.0",
 	"ldlinux.c32":  "/usr/lib/syslinux/modules/bios/ldlinux.c32",
 	"menu.c32":     "/usr/lib/syslinux/modules/bios/menu.c32",
 	"libutil.c32":  "/usr/lib/syslinux/modules/bios/libutil.c32",
 	"libcom32.c32": "/usr/lib/syslinux/modules/bios/libcom32.c32",
 }
 
-// Scenario 3: SeaBIOS whose iPXE ROM is handed pxelinux.0 (the policy
-// chains iPXE without nixboot's user class to the BIOS loader, and the
-// profile names pxelinux.0); PXELINUX loads its modules, the
-// pxelinux.cfg/01-<mac> nixboot renders for this machine (a menu) and the
-// kernel and initrd, all over nixboot's TFTP.
-func TestBIOSPXELinux(t *testing.T) {
+// pxelinuxEnv is a scenario 3 environment: the PXELINUX files served, and
+// an inventory whose profile gives BIOS machines loader.
+func pxelinuxEnv(t *testing.T, m *machine, loader string) (*env, netboot.Config) {
 	e := newEnv(t)
 	for name, src := range pxelinuxFiles {
 		e.addFile(name, src)
 	}
-	m := machine{name: "bios-pxelinux", mac: newMAC(3), token: "s3-" + e.net.Name}
-	inv := e.inventory(m)
+	m.token = "s3-" + e.net.Name
+	inv := e.inventory(*m)
 	p := inv.Profiles["test"]
-	p.Loaders = map[string]string{pxe.FirmwareBIOS.String(): "pxelinux.0"}
+	p.Loaders = map[string]string{pxe.FirmwareBIOS.String(): loader}
 	inv.Profiles["test"] = p
-	srv := e.serve(vmtest.Nixboot{
-		Inventory: inv,
-		// QEMU's BIOS NIC ROM is iPXE: without a user class of ours it gets
-		// the BIOS loader, pxelinux.0, rather than an iPXE script.
-		Loaders:  pxe.Loaders{ChainIPXE: true, UserClass: "nixboot-e2e"},
-		PXELinux: true,
-	})
+	return e, inv
+}
+
+// pxelinuxLoaders make QEMU's BIOS NIC ROM, which is iPXE, get the
+// profile's BIOS loader rather than an iPXE script: only iPXE with a user
+// class of ours would get the script.
+var pxelinuxLoaders = pxe.Loaders{ChainIPXE: true, UserClass: "nixboot-e2e"}
+
+// Scenario 3: SeaBIOS whose iPXE ROM is handed pxelinux.0 (the profile's
+// BIOS loader); PXELINUX loads its modules, the pxelinux.cfg/01-<mac>
+// nixboot renders for this machine from the inventory (a menu,
+// vmtest.PXELinuxSource), and the kernel and initrd, all over nixboot's
+// TFTP.
+func TestBIOSPXELinux(t *testing.T) {
+	m := machine{name: "bios-pxelinux", mac: newMAC(3)}
+	e, inv := pxelinuxEnv(t, &m, "pxelinux.0")
+	srv := e.serve(vmtest.Nixboot{Inventory: inv, Loaders: pxelinuxLoaders, PXELinuxTFTP: true})
 	vm := e.start(m)
 	got := e.expectBoot(vm, m)
 	assert.Contains(t, vm.Console(), vmtest.PXELinuxMenuTitle+" "+m.mac.String(), "PXELINUX showed nixboot's menu")
@@ -84,6 +92,23 @@ func TestBIOSPXELinux(t *testing.T) {
 		assert.NotEmpty(t, logLines(srv, "tftp: sent", "file="+f+" "), "%s sent over TFTP", f)
 	}
 	assert.Empty(t, logLines(srv, "http: kernel"), "no kernel over HTTP")
+}
+
+// Scenario 3, the library's way: netboot.Server.PXELinux renders the
+// machine's configuration (served over TFTP) and lpxelinux.0 loads the
+// kernel and initrd from nixboot's HTTP handler.
+func TestBIOSPXELinuxServer(t *testing.T) {
+	m := machine{name: "bios-lpxelinux", mac: newMAC(0x33)}
+	e, inv := pxelinuxEnv(t, &m, "lpxelinux.0")
+	srv := e.serve(vmtest.Nixboot{Inventory: inv, Loaders: pxelinuxLoaders, PXELinux: true})
+	e.boot(m)
+	dashed := strings.ReplaceAll(m.mac.String(), ":", "-")
+	for _, f := range []string{"lpxelinux.0", "ldlinux.c32", "pxelinux.cfg/01-" + dashed} {
+		assert.NotEmpty(t, logLines(srv, "tftp: sent", "file="+f+" "), "%s sent over TFTP", f)
+	}
+	for _, what := range []string{"http: kernel", "http: initrd"} {
+		assert.NotEmpty(t, logLines(srv, what, "mac="+m.mac.String()), "%s over HTTP", what)
+	}
 }
 
 // Scenario 4: OVMF HTTP boot: nixboot answers HTTPClient with the loader's

@@ -39,10 +39,14 @@ type Nixboot struct {
 	// Loaders is the DHCP boot policy; ScriptURL and HTTPBase come from the
 	// server's HTTP URL when empty.
 	Loaders pxe.Loaders
-	// PXELinux serves, over TFTP, pxelinux.cfg/01-<mac> rendered from the
-	// inventory's decision for that MAC (a menu, see PXELinuxConfig), and
-	// the machine's kernel and initrds as nixboot/<mac>/kernel and
-	// nixboot/<mac>/initrd<i>.
+	// PXELinuxTFTP serves, over TFTP, pxelinux.cfg/01-<mac> rendered from
+	// the inventory's decision for that MAC (a menu, see PXELinuxConfig),
+	// and the machine's kernel and initrds as nixboot/<mac>/kernel and
+	// nixboot/<mac>/initrd<i> (see PXELinuxSource).
+	PXELinuxTFTP bool
+	// PXELinux turns on netboot.Server.PXELinux: the library's own
+	// per-machine configurations over TFTP, kernels and initrds over HTTP
+	// (for lpxelinux.0).
 	PXELinux bool
 
 	// Set by Net.Nixboot.
@@ -92,11 +96,12 @@ func RunNixboot(ctx context.Context, config []byte, ready func()) error {
 		DHCP:      nb.DHCP,
 		UEFI:      nb.UEFI,
 		Loaders:   nb.Loaders,
+		PXELinux:  nb.PXELinux,
 		ServerIP:  ip.AsSlice(),
 		Logger:    log,
 	}
 	var files []netboot.Source
-	if nb.PXELinux {
+	if nb.PXELinuxTFTP {
 		files = append(files, PXELinuxSource(inv))
 	}
 	if len(nb.Files) > 0 {
@@ -155,14 +160,14 @@ func RunNixboot(ctx context.Context, config []byte, ready func()) error {
 func PXELinuxSource(inv netboot.Inventory) netboot.Source {
 	return netboot.SourceFunc(func(ctx context.Context, req *netboot.Request) (*netboot.File, error) {
 		notExist := fmt.Errorf("%s: %w", req.Name, fs.ErrNotExist)
-		var macStr, what string
+		var macStr, what string // what is "config", "kernel" or "initrd<i>"
 		switch {
 		case strings.HasPrefix(req.Name, "pxelinux.cfg/01-"):
-			macStr = strings.TrimPrefix(req.Name, "pxelinux.cfg/01-")
+			macStr, what = strings.TrimPrefix(req.Name, "pxelinux.cfg/01-"), "config"
 		case strings.HasPrefix(req.Name, "nixboot/"):
 			var ok bool
 			macStr, what, ok = strings.Cut(strings.TrimPrefix(req.Name, "nixboot/"), "/")
-			if !ok {
+			if !ok || what == "config" {
 				return nil, notExist
 			}
 		default:
@@ -181,7 +186,7 @@ func PXELinuxSource(inv netboot.Inventory) netboot.Source {
 		}
 		dir := "nixboot/" + strings.ReplaceAll(mac.String(), ":", "-") + "/"
 		switch {
-		case what == "":
+		case what == "config":
 			c, err := PXELinuxConfig(mac, b, dir)
 			if err != nil {
 				return nil, err

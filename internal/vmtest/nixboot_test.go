@@ -86,6 +86,8 @@ func TestPXELinuxSource(t *testing.T) {
 		{name: dir + "initrd2", err: true},
 		{name: dir + "initrd-1", err: true},
 		{name: dir + "vmlinuz", err: true},
+		{name: dir, err: true},
+		{name: dir + "config", err: true},
 		{name: "pxelinux.cfg/01-52-54-00-6e-62-04", err: true}, // unknown machine
 		{name: "pxelinux.cfg/default", err: true},
 		{name: "pxelinux.cfg/01-zz", err: true},
