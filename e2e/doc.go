@@ -15,7 +15,9 @@
 // with an inventory that gives each machine its own token on the kernel
 // command line; the guest reports the token and its MAC, and each test
 // checks them. Scenario 3 serves PXELINUX configurations rendered from the
-// same inventory (vmtest.PXELinuxSource); scenario 5 runs dnsmasq in a
+// same inventory, with kernel and initrd over TFTP (vmtest.PXELinuxSource),
+// and once more through netboot.Server.PXELinux with lpxelinux.0 and HTTP;
+// scenario 5 runs dnsmasq in a
 // second namespace as the network's DHCP server (vmtest.Net.AddPeer).
 //
 // Non-goals: performance (bench/boot measures boot times against dnsmasq
