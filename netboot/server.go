@@ -47,7 +47,10 @@ const (
 // (or process) in that namespace and pass them in: sockets stay in the
 // namespace they were created in, whichever goroutine later uses them.
 type Server struct {
-	// Inventory decides what machines boot. Required.
+	// Inventory decides what machines boot. Required. It is also the DHCP
+	// allow-list: a network-boot client it answers ErrUnknownMachine for
+	// gets no DHCP reply at all (pxe.ErrIgnore), in full mode not even an
+	// address.
 	Inventory Inventory
 	// Files serves loaders and other files over TFTP and HTTP (for example
 	// FS of a root holding undionly.kpxe, ipxe.efi, snponly.efi). nil
@@ -341,7 +344,10 @@ func (s *Server) pxeServer(base string, tracker *Tracker, log *slog.Logger) (*px
 		m := machineFromDHCP(c)
 		b, err := s.Inventory.Boot(ctx, m)
 		if errors.Is(err, ErrUnknownMachine) {
-			return pxe.Answer{}, fmt.Errorf("%w: %w", pxe.ErrNoBoot, err)
+			// A machine the inventory does not serve gets no answer at
+			// all, in full DHCP not even an address: the inventory is the
+			// allow-list. (Its OS, a plain DHCP client, is not asked about.)
+			return pxe.Answer{}, fmt.Errorf("%w: %w", pxe.ErrIgnore, err)
 		}
 		if err != nil {
 			return pxe.Answer{}, err

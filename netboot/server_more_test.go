@@ -31,6 +31,9 @@ func TestServerFullDHCP(t *testing.T) {
 		p := c.Profiles["linux"]
 		p.Loaders = map[string]string{"bios": "custom.kpxe"}
 		c.Profiles["linux"] = p
+		// The inventory is the allow-list: no default profile, unknown
+		// machines ignored.
+		c.Default, c.IgnoreUnknown = "", true
 	})
 	r := startServer(t, &netboot.Server{
 		Inventory:   fx.inv,
@@ -77,6 +80,10 @@ func TestServerFullDHCP(t *testing.T) {
 		offer := discover(t, mustMAC(t, "52:54:00:12:34:56"), biosIPXE...)
 		require.NotNil(t, offer)
 		assert.Equal(t, r.httpURL+"/boot.ipxe", offer.BootFileName)
+	})
+	t.Run("unknown machine gets nothing, not even an address", func(t *testing.T) {
+		assert.Nil(t, discover(t, mustMAC(t, "52:54:00:99:99:99"), biosPXE...))
+		assert.Nil(t, discover(t, mustMAC(t, "52:54:00:99:99:99"), biosIPXE...))
 	})
 }
 

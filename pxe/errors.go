@@ -22,6 +22,12 @@ var (
 	// ErrNoBoot means the policy has nothing for this client to boot; the
 	// server then sends no boot information (and in proxy mode no reply).
 	ErrNoBoot = errors.New("pxe: nothing to boot for this client")
+	// ErrIgnore, returned by a policy, means the client gets no reply at
+	// all: in full mode not even an address. It is an allow-list decided
+	// at run time (say, by an inventory that ignores unknown machines). It
+	// applies to network-boot clients, the only ones a policy is asked
+	// about; plain DHCP clients are answered as usual.
+	ErrIgnore = errors.New("pxe: client ignored")
 	// ErrPoolExhausted means no address is free for a new client.
 	ErrPoolExhausted = errors.New("pxe: address pool exhausted")
 	// ErrLeaseFile means the lease file cannot be used: it is corrupt or was

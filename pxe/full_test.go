@@ -3,6 +3,7 @@ package pxe_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -156,4 +157,41 @@ func TestServerReplyTooLarge(t *testing.T) {
 	// Without option 57 the same answer exceeds 548 bytes: no reply rather
 	// than a reply the client would drop or truncate.
 	assert.Nil(t, exchange(t, r.addr, discover(t, f, dhcpv4.WithoutOption(dhcpv4.OptionMaximumDHCPMessageSize)), 500*time.Millisecond))
+}
+
+// TestServerFullIgnore: a policy that answers ErrIgnore keeps a boot
+// client from getting anything, not even an address (an allow-list
+// decided at run time); other machines, and the same machine as a plain
+// DHCP client, are served as usual.
+func TestServerFullIgnore(t *testing.T) {
+	ignored := mac(40)
+	s := &pxe.Server{Mode: pxe.ModeFull, Network: testNetwork(), Policy: pxe.PolicyFunc(func(ctx context.Context, c pxe.Client) (pxe.Answer, error) {
+		if c.MAC.String() == ignored.String() {
+			return pxe.Answer{}, fmt.Errorf("%w: not in the inventory", pxe.ErrIgnore)
+		}
+		return testLoaders().Decide(ctx, c)
+	})}
+	r := start(t, s)
+	wait := 500 * time.Millisecond
+	bios := fixtureByName(t, "qemu-ipxe-bios-rom")
+	bios.mac = ignored
+	assert.Nil(t, exchange(t, r.addr, discover(t, bios), wait), "ignored: no offer")
+	assert.Nil(t, exchange(t, r.addr, discover(t, bios, dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 9, 0, 100))), pxe.WithServerID(serverIP)), wait), "ignored: no ACK or NAK")
+	assert.Nil(t, exchange(t, r.addr, discover(t, bios, dhcpv4.WithMessageType(dhcpv4.MessageTypeInform)), wait), "ignored: no answer to INFORM")
+	assert.Empty(t, s.Leases(), "an ignored client holds no address")
+
+	// Another PXE client is served with boot information.
+	other := fixtureByName(t, "qemu-ipxe-bios-rom")
+	other.mac = mac(41)
+	offer := exchange(t, r.addr, discover(t, other), wait)
+	require.NotNil(t, offer)
+	assert.NotEmpty(t, offer.BootFileName)
+	// The ignored machine's OS, a plain DHCP client, is not a boot client:
+	// the policy is not asked and it gets an address.
+	plain, err := dhcpv4.NewDiscovery(ignored)
+	require.NoError(t, err)
+	got := exchange(t, r.addr, plain, wait)
+	require.NotNil(t, got)
+	assert.True(t, inPool(got.YourIPAddr))
 }

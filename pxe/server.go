@@ -503,31 +503,46 @@ func (st *state) respond(ctx context.Context, req *dhcpv4.DHCPv4, boot bool) (*b
 // decide runs the policy for network-boot clients. ok is false when the
 // client gets no boot information.
 func (st *state) decide(ctx context.Context, c Client, cerr error) (Answer, bool) {
+	d := st.decision(ctx, c, cerr)
+	return d.answer, d.ok
+}
+
+// verdict is what the policy decided for one request.
+type verdict struct {
+	answer Answer
+	ok     bool // answer holds boot information
+	ignore bool // no reply at all (ErrIgnore)
+}
+
+func (st *state) decision(ctx context.Context, c Client, cerr error) verdict {
 	if st.policy == nil || !(c.IsPXE() || c.IsHTTPBoot() || c.IsIPXE()) {
-		return Answer{}, false
+		return verdict{}
 	}
 	if cerr != nil {
 		st.log.Info("pxe: malformed boot options, no boot information", "mac", c.MAC.String(), "err", cerr)
-		return Answer{}, false
+		return verdict{}
 	}
 	ctx, cancel := context.WithTimeout(ctx, st.timeout)
 	defer cancel()
 	a, err := st.policy.Decide(ctx, c)
 	arch, _ := c.Arch()
 	switch {
+	case errors.Is(err, ErrIgnore):
+		st.log.Info("pxe: ignored", "mac", c.MAC.String(), "arch", int(arch), "err", err)
+		return verdict{ignore: true}
 	case errors.Is(err, ErrNoBoot):
 		st.log.Info("pxe: nothing to boot", "mac", c.MAC.String(), "arch", int(arch), "err", err)
-		return Answer{}, false
+		return verdict{}
 	case err != nil:
 		st.log.Error("pxe: boot policy failed", "mac", c.MAC.String(), "arch", int(arch), "err", err)
-		return Answer{}, false
+		return verdict{}
 	}
 	if err := CheckBootFile(a.BootFile); err != nil {
 		st.log.Error("pxe: boot policy answer unusable", "mac", c.MAC.String(), "err", err)
-		return Answer{}, false
+		return verdict{}
 	}
 	st.log.Info("pxe: boot", "mac", c.MAC.String(), "arch", int(arch), "firmware", c.Firmware().String(), "ipxe", c.IsIPXE(), "file", a.BootFile)
-	return a, true
+	return verdict{answer: a, ok: true}
 }
 
 func (st *state) base(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
@@ -640,14 +655,23 @@ func (st *state) full(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr er
 	now := time.Now()
 	switch c.MessageType {
 	case dhcpv4.MessageTypeDiscover:
+		// The policy first: an ignored client must not take an address.
+		v := st.decision(ctx, c, cerr)
+		if v.ignore {
+			return nil, nil
+		}
 		ip, err := t.offer(mac, addrOf(c.RequestedAddr), now)
 		if err != nil {
 			return nil, err
 		}
-		return st.lease(ctx, req, c, cerr, dhcpv4.MessageTypeOffer, ip)
+		return st.lease(req, v, c, dhcpv4.MessageTypeOffer, ip)
 	case dhcpv4.MessageTypeRequest:
 		if c.ServerID != nil && !c.ServerID.Equal(st.self) {
 			t.forget(mac) // the client took another server's offer
+			return nil, nil
+		}
+		v := st.decision(ctx, c, cerr)
+		if v.ignore {
 			return nil, nil
 		}
 		want := c.RequestedAddr
@@ -670,7 +694,7 @@ func (st *state) full(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr er
 			return nil, err
 		}
 		st.log.Info("pxe: lease", "mac", mac, "ip", ip.String())
-		return st.lease(ctx, req, c, cerr, dhcpv4.MessageTypeAck, ip)
+		return st.lease(req, v, c, dhcpv4.MessageTypeAck, ip)
 	case dhcpv4.MessageTypeRelease:
 		if err := t.release(mac, addrOf(c.ClientAddr), now); err != nil {
 			st.log.Error("pxe: store release", "mac", mac, "err", err)
@@ -685,6 +709,10 @@ func (st *state) full(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr er
 		}
 		return nil, nil
 	case dhcpv4.MessageTypeInform:
+		v := st.decision(ctx, c, cerr)
+		if v.ignore {
+			return nil, nil
+		}
 		r, err := st.base(req, dhcpv4.MessageTypeAck)
 		if err != nil {
 			return nil, err
@@ -692,8 +720,8 @@ func (st *state) full(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr er
 		WithNetwork(st.s.Network)(r)
 		// RFC 2131 section 3.4: no lease time in an ACK to INFORM.
 		dhcpv4.WithoutOption(dhcpv4.OptionIPAddressLeaseTime)(r)
-		if a, ok := st.decide(ctx, c, cerr); ok {
-			if err := st.withAnswer(r, c, a); err != nil {
+		if v.ok {
+			if err := st.withAnswer(r, c, v.answer); err != nil {
 				return nil, err
 			}
 		}
@@ -702,15 +730,15 @@ func (st *state) full(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr er
 	return nil, nil
 }
 
-func (st *state) lease(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr error, mt dhcpv4.MessageType, ip netip.Addr) (*dhcpv4.DHCPv4, error) {
+func (st *state) lease(req *dhcpv4.DHCPv4, v verdict, c Client, mt dhcpv4.MessageType, ip netip.Addr) (*dhcpv4.DHCPv4, error) {
 	r, err := st.base(req, mt)
 	if err != nil {
 		return nil, err
 	}
 	dhcpv4.WithYourIP(net.IP(ip.AsSlice()))(r)
 	WithNetwork(st.s.Network)(r)
-	if a, ok := st.decide(ctx, c, cerr); ok {
-		if err := st.withAnswer(r, c, a); err != nil {
+	if v.ok {
+		if err := st.withAnswer(r, c, v.answer); err != nil {
 			return nil, err
 		}
 	}
