@@ -46,6 +46,31 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// serve runs netbootd with o until the test ends, and waits until url
+// answers.
+func serve(t *testing.T, o options, url string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, o, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("netbootd did not stop")
+		}
+	})
+	require.Eventually(t, func() bool {
+		r, err := http.Get(url)
+		if err == nil {
+			r.Body.Close()
+		}
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond)
+}
+
 const testLayout = `{"partitions":[{"name":"root","type":"root-x86-64","size":"rest","filesystem":{"type":"ext4","label":"nixos"}}]}`
 
 // TestInstallFlow runs netbootd with -generations over a real Nix system
@@ -74,26 +99,8 @@ func TestInstallFlow(t *testing.T) {
 		generations: profiles, storeRoot: c.Store, cacheAddr: cacheAddr, keyFile: keyFile,
 		layout: layoutFile, args: "console=ttyS0 nixboot.poweroff=1",
 	}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, o, slog.New(slog.DiscardHandler)) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("netbootd did not stop")
-		}
-	}()
 	base := "http://" + httpAddr
-	require.Eventually(t, func() bool {
-		r, err := http.Get(base + "/layout.json")
-		if err == nil {
-			r.Body.Close()
-		}
-		return err == nil
-	}, 10*time.Second, 50*time.Millisecond)
+	serve(t, o, base+"/layout.json")
 
 	code, menu := get(t, base+"/nixos/menu.ipxe")
 	require.Equal(t, http.StatusOK, code, menu)
@@ -175,26 +182,8 @@ func TestNoArguments(t *testing.T) {
 	// Free ports in place of the fixed ones, so a netbootd already running
 	// on this machine does not make the test fail.
 	o.httpAddr, o.tftpAddr = freeAddr(t, "tcp"), freeAddr(t, "udp")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, o, slog.New(slog.DiscardHandler)) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("netbootd did not stop")
-		}
-	}()
 	base := "http://" + o.httpAddr
-	require.Eventually(t, func() bool {
-		r, err := http.Get(base + "/boot.ipxe")
-		if err == nil {
-			r.Body.Close()
-		}
-		return err == nil
-	}, 20*time.Second, 50*time.Millisecond)
+	serve(t, o, base+"/boot.ipxe")
 	code, script := get(t, base+"/boot.ipxe?mac=52:54:00:12:34:56&arch=x86_64")
 	require.Equal(t, http.StatusOK, code, script)
 	assert.True(t, strings.HasPrefix(script, "#!ipxe\n"), script)
