@@ -35,6 +35,14 @@
 //     [Server.PXELinux] serves them over TFTP.
 //   - [Tracker] keeps each machine's boot phase (DHCP, loader, script,
 //     kernel, initrd, done) and serves it as JSON.
+//   - NixOS installs over the network: [SystemProfile] reads a profile's
+//     system generations; [GenerationBoot] serves them as iPXE and
+//     PXELINUX menus (newest first and default) with each generation's
+//     kernel and initrd; [BinaryCache] serves their closures as a Nix
+//     binary cache (narinfo signed with ed25519, NARs streamed) that the
+//     real Nix client and [Substituter] fetch from. Substituter checks
+//     every signature, hash and size before a store path becomes visible;
+//     examples/netinstall runs it from inside an initrd.
 //
 // # Neighbours
 //
