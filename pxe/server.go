@@ -110,9 +110,12 @@ type Server struct {
 	// with ErrLeaseFile and is never overwritten. While Serve runs it holds
 	// an flock on LeaseFile + ".lock".
 	LeaseFile string
-	// Workers bounds the packets handled at once (per socket). Zero means
-	// 32. Packets beyond that wait in the socket's kernel buffer, which
-	// drops what does not fit, as a DHCP server must under overload.
+	// Workers bounds the packets handled at once (per socket) that call
+	// the Policy or write LeaseFile. Zero means 32. Packets beyond that
+	// wait in the socket's kernel buffer, which drops what does not fit, as
+	// a DHCP server must under overload. Packets that need neither (a
+	// DISCOVER from a client that is not network-booting, say) are
+	// answered by the socket's reader goroutine itself, one at a time.
 	Workers int
 	// Logger receives Debug per packet, Info per boot decision and Error
 	// for the server's own failures. nil discards.
@@ -314,22 +317,29 @@ func (s *Server) Leases() []Lease {
 // maxPacket is larger than any DHCP packet on an Ethernet (1500 MTU).
 const maxPacket = 4096
 
-// packet is one received datagram on its way to a worker.
+// packet is one received datagram on its way to a worker, parsed and
+// classified by the reader.
 type packet struct {
 	buf  []byte
-	n    int
 	peer net.Addr
+	req  *dhcpv4.DHCPv4
+	c    Client
+	cerr error
 }
 
 // readBatch is how many datagrams one recvmmsg call may return.
 const readBatch = 32
 
-// serveConn reads conn in one goroutine and hands packets to a fixed set of
-// workers over a channel as deep as the worker count: when all workers are
-// busy the reader waits and further packets queue in the kernel, so memory
-// and goroutines stay bounded. On Linux UDP sockets reads are batched with
-// recvmmsg, which matters under a boot storm. It returns nil once conn is
-// closed for shutdown, after the workers have finished.
+// serveConn reads conn in one goroutine, the reader, which parses and
+// classifies each packet. A packet that needs neither the policy nor the
+// lease file (a plain DISCOVER, say) costs only CPU: the reader answers it
+// at once, which saves waking a worker. Any other packet goes to a fixed
+// set of workers over a channel as deep as the worker count: when all
+// workers are busy the reader waits and further packets queue in the
+// kernel, so memory and goroutines stay bounded and a slow policy holds
+// up only the workers it occupies. On Linux UDP sockets reads are batched
+// with recvmmsg, which matters under a boot storm. It returns nil once
+// conn is closed for shutdown, after the workers have finished.
 func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, workers int) error {
 	free := make(chan *packet, workers+readBatch+1)
 	jobs := make(chan *packet, workers)
@@ -339,7 +349,8 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 		go func() {
 			defer wg.Done()
 			for p := range jobs {
-				st.handlePacket(ctx, conn, p.peer, p.buf[:p.n], boot)
+				st.handle(ctx, conn, p, boot)
+				*p = packet{buf: p.buf}
 				select {
 				case free <- p:
 				default:
@@ -359,6 +370,25 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 			return &packet{buf: make([]byte, maxPacket)}
 		}
 	}
+	// dispatch handles p inline or passes it to a worker; it reports
+	// whether p's buffer may be read into again at once.
+	dispatch := func(p *packet, n int) bool {
+		req, err := dhcpv4.FromBytes(p.buf[:n])
+		if err != nil {
+			st.log.Debug("pxe: unparsable packet", "remote", p.peer.String(), "bytes", n, "err", err)
+			return true
+		}
+		p.req = req
+		if req.OpCode == dhcpv4.OpcodeBootRequest {
+			p.c, p.cerr = ClientFromRequest(req)
+		}
+		if st.quick(p, boot) {
+			st.handle(ctx, conn, p, boot)
+			return true
+		}
+		jobs <- p
+		return false
+	}
 	readErr := func(err error) error {
 		if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 			return nil
@@ -368,8 +398,8 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 
 	udp, ok := conn.(*net.UDPConn)
 	if !ok {
+		p := get()
 		for {
-			p := get()
 			n, peer, err := conn.ReadFrom(p.buf)
 			if err != nil {
 				var ne net.Error
@@ -378,8 +408,12 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 				}
 				return readErr(err)
 			}
-			p.n, p.peer = n, peer
-			jobs <- p
+			p.peer = peer
+			if dispatch(p, n) {
+				*p = packet{buf: p.buf}
+			} else {
+				p = get()
+			}
 		}
 	}
 	pc := ipv4.NewPacketConn(udp)
@@ -398,20 +432,38 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 		}
 		for i := 0; i < n; i++ {
 			p := held[i]
-			held[i] = nil
-			p.n, p.peer = msgs[i].N, msgs[i].Addr
-			jobs <- p
+			p.peer = msgs[i].Addr
+			if dispatch(p, msgs[i].N) {
+				*p = packet{buf: p.buf}
+			} else {
+				held[i] = nil
+			}
 		}
 	}
 }
 
-func (st *state) handlePacket(ctx context.Context, conn net.PacketConn, peer net.Addr, b []byte, boot bool) {
-	req, err := dhcpv4.FromBytes(b)
-	if err != nil {
-		st.log.Debug("pxe: unparsable packet", "remote", peer.String(), "bytes", len(b), "err", err)
-		return
+// quick reports whether handling p costs only CPU: the policy is not
+// asked and the lease file is not written. Those packets are answered by
+// the reader itself.
+func (st *state) quick(p *packet, boot bool) bool {
+	c := p.c
+	if st.policy != nil && p.cerr == nil && (c.IsPXE() || c.IsHTTPBoot() || c.IsIPXE()) {
+		return false
 	}
-	reply, err := st.respond(ctx, req, boot)
+	if boot || st.s.Mode != ModeFull || st.table == nil || st.table.store == nil {
+		return true
+	}
+	switch c.MessageType {
+	case dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeRelease, dhcpv4.MessageTypeDecline:
+		return false
+	}
+	return true
+}
+
+// handle answers one parsed packet.
+func (st *state) handle(ctx context.Context, conn net.PacketConn, p *packet, boot bool) {
+	req, peer := p.req, p.peer
+	reply, err := st.respondClient(ctx, req, p.c, p.cerr, boot)
 	if errors.Is(err, ErrPoolExhausted) || errors.Is(err, ErrReplyTooLarge) {
 		st.log.Error("pxe: cannot answer", "mac", req.ClientHWAddr.String(), "remote", peer.String(), "err", err)
 		return
@@ -465,6 +517,14 @@ func (st *state) respond(ctx context.Context, req *dhcpv4.DHCPv4, boot bool) (*b
 		return nil, ErrNotRequest
 	}
 	c, cerr := ClientFromRequest(req)
+	return st.respondClient(ctx, req, c, cerr, boot)
+}
+
+// respondClient is respond for a request already classified as c, cerr.
+func (st *state) respondClient(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr error, boot bool) (*builtReply, error) {
+	if req.OpCode != dhcpv4.OpcodeBootRequest {
+		return nil, ErrNotRequest
+	}
 	if !st.allowed(c.MAC) {
 		return nil, fmt.Errorf("pxe: %s not allowed", c.MAC)
 	}
