@@ -370,9 +370,11 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 			return &packet{buf: make([]byte, maxPacket)}
 		}
 	}
-	// dispatch handles p inline or passes it to a worker; it reports
-	// whether p's buffer may be read into again at once.
-	dispatch := func(p *packet, n int) bool {
+	var pc *ipv4.PacketConn // nil unless conn is a UDP socket
+	// dispatch answers p inline or passes it to a worker; it reports
+	// whether p's buffer may be read into again at once. With out non-nil,
+	// an inline reply is appended to *out instead of sent.
+	dispatch := func(p *packet, n int, out *[]ipv4.Message) bool {
 		req, err := dhcpv4.FromBytes(p.buf[:n])
 		if err != nil {
 			st.log.Debug("pxe: unparsable packet", "remote", p.peer.String(), "bytes", n, "err", err)
@@ -383,8 +385,18 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 			p.c, p.cerr = ClientFromRequest(req)
 		}
 		if st.quick(p, boot) {
-			st.handle(ctx, conn, p, boot)
+			if out == nil {
+				st.handle(ctx, conn, p, boot)
+			} else if b, dest := st.answer(ctx, p, boot); b != nil {
+				*out = append(*out, ipv4.Message{Buffers: [][]byte{b}, Addr: dest})
+			}
 			return true
+		}
+		if out != nil && len(*out) > 0 {
+			// Send what is ready before possibly waiting for a worker.
+			st.sendBatch(ctx, pc, *out)
+			clear(*out)
+			*out = (*out)[:0]
 		}
 		jobs <- p
 		return false
@@ -409,16 +421,17 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 				return readErr(err)
 			}
 			p.peer = peer
-			if dispatch(p, n) {
+			if dispatch(p, n, nil) {
 				*p = packet{buf: p.buf}
 			} else {
 				p = get()
 			}
 		}
 	}
-	pc := ipv4.NewPacketConn(udp)
+	pc = ipv4.NewPacketConn(udp)
 	msgs := make([]ipv4.Message, readBatch)
 	held := make([]*packet, readBatch)
+	out := make([]ipv4.Message, 0, readBatch)
 	for {
 		for i := range msgs {
 			if held[i] == nil {
@@ -433,12 +446,15 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 		for i := 0; i < n; i++ {
 			p := held[i]
 			p.peer = msgs[i].Addr
-			if dispatch(p, msgs[i].N) {
+			if dispatch(p, msgs[i].N, &out) {
 				*p = packet{buf: p.buf}
 			} else {
 				held[i] = nil
 			}
 		}
+		st.sendBatch(ctx, pc, out)
+		clear(out)
+		out = out[:0]
 	}
 }
 
@@ -462,22 +478,56 @@ func (st *state) quick(p *packet, boot bool) bool {
 
 // handle answers one parsed packet.
 func (st *state) handle(ctx context.Context, conn net.PacketConn, p *packet, boot bool) {
+	b, dest := st.answer(ctx, p, boot)
+	if b == nil {
+		return
+	}
+	if _, err := conn.WriteTo(b, dest); err != nil && ctx.Err() == nil {
+		st.log.Error("pxe: send reply", "mac", p.req.ClientHWAddr.String(), "remote", dest.String(), "err", err)
+	}
+}
+
+// answer computes the reply to one parsed packet and where it goes; b is
+// nil for no reply.
+func (st *state) answer(ctx context.Context, p *packet, boot bool) (b []byte, dest net.Addr) {
 	req, peer := p.req, p.peer
 	reply, err := st.respondClient(ctx, req, p.c, p.cerr, boot)
 	if errors.Is(err, ErrPoolExhausted) || errors.Is(err, ErrReplyTooLarge) {
 		st.log.Error("pxe: cannot answer", "mac", req.ClientHWAddr.String(), "remote", peer.String(), "err", err)
-		return
+		return nil, nil
 	}
 	if err != nil {
 		st.log.Debug("pxe: no reply", "mac", req.ClientHWAddr.String(), "remote", peer.String(), "err", err)
-		return
+		return nil, nil
 	}
 	if reply == nil {
-		return
+		return nil, nil
 	}
-	dest := replyAddr(req, reply, peer)
-	if _, err := conn.WriteTo(reply.b, dest); err != nil && ctx.Err() == nil {
-		st.log.Error("pxe: send reply", "mac", req.ClientHWAddr.String(), "remote", dest.String(), "err", err)
+	return reply.b, replyAddr(req, reply, peer)
+}
+
+// sendBatch sends the replies in out with sendmmsg, logging (and
+// skipping) any that fail.
+func (st *state) sendBatch(ctx context.Context, pc *ipv4.PacketConn, out []ipv4.Message) {
+	for len(out) > 0 {
+		n, err := pc.WriteBatch(out, 0)
+		if err == nil && n > 0 {
+			out = out[n:]
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if n < 0 {
+			n = 0
+		}
+		if n >= len(out) {
+			return
+		}
+		if err != nil {
+			st.log.Error("pxe: send reply", "remote", out[n].Addr.String(), "err", err)
+		}
+		out = out[n+1:]
 	}
 }
 
