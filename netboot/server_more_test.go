@@ -113,9 +113,7 @@ func TestServerMetricsResults(t *testing.T) {
 	resp, _ := get(t, r.httpURL+"/broken")
 	assert.Equal(t, 500, resp.StatusCode)
 
-	_, body := get(t, r.httpURL+netboot.MetricsPath)
-	text := string(body)
-	for _, want := range []string{
+	wants := []string{
 		`nixboot_requests_total{proto="tftp",result="ok"} 1`,
 		`nixboot_requests_total{proto="tftp",result="not_found"} 1`,
 		`nixboot_requests_total{proto="tftp",result="error"} 1`,
@@ -124,7 +122,25 @@ func TestServerMetricsResults(t *testing.T) {
 		`nixboot_errors_total{proto="tftp"} 1`,
 		`nixboot_errors_total{proto="http"} 1`,
 		`nixboot_sent_bytes_total{proto="tftp"} 4`,
-	} {
+	}
+	// A TFTP transfer is counted when the server sees the last ACK, which
+	// can be just after the client has its data: wait for the counts
+	// (bounded), then check every line.
+	var text string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, body := get(t, r.httpURL+netboot.MetricsPath)
+		text = string(body)
+		all := true
+		for _, want := range wants {
+			all = all && strings.Contains(text, want+"\n")
+		}
+		if all || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range wants {
 		assert.Contains(t, text, want+"\n")
 	}
 }
