@@ -50,20 +50,7 @@ func TestServerFullDHCP(t *testing.T) {
 		d, err := dhcpv4.NewDiscovery(mac, mods...)
 		require.NoError(t, err)
 		d.GatewayIPAddr = net.IPv4(127, 0, 0, 2)
-		_, err = relay.WriteTo(d.ToBytes(), r.dhcpAddr)
-		require.NoError(t, err)
-		require.NoError(t, relay.SetReadDeadline(time.Now().Add(2*time.Second)))
-		buf := make([]byte, 4096)
-		n, _, err := relay.ReadFrom(buf)
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return nil
-		}
-		require.NoError(t, err)
-		reply, err := dhcpv4.FromBytes(buf[:n])
-		require.NoError(t, err)
-		require.Equal(t, d.TransactionID, reply.TransactionID)
-		return reply
+		return sendDHCP(t, relay, r.dhcpAddr, d, 2*time.Second)
 	}
 	t.Run("profile loader", func(t *testing.T) {
 		offer := discover(t, mustMAC(t, "52:54:00:12:34:56"), biosPXE...)

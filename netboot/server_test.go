@@ -68,9 +68,16 @@ func dhcpExchange(t *testing.T, addr *net.UDPAddr, mac net.HardwareAddr, mods ..
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
 	defer c.Close()
-	_, err = c.WriteTo(d.ToBytes(), addr)
+	return sendDHCP(t, c, addr, d, time.Second)
+}
+
+// sendDHCP sends d from c to addr and returns the reply with d's
+// transaction ID, or nil if none comes within wait.
+func sendDHCP(t *testing.T, c net.PacketConn, addr net.Addr, d *dhcpv4.DHCPv4, wait time.Duration) *dhcpv4.DHCPv4 {
+	t.Helper()
+	_, err := c.WriteTo(d.ToBytes(), addr)
 	require.NoError(t, err)
-	require.NoError(t, c.SetReadDeadline(time.Now().Add(time.Second)))
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(wait)))
 	buf := make([]byte, 4096)
 	n, _, err := c.ReadFrom(buf)
 	var ne net.Error
@@ -80,6 +87,7 @@ func dhcpExchange(t *testing.T, addr *net.UDPAddr, mac net.HardwareAddr, mods ..
 	require.NoError(t, err)
 	reply, err := dhcpv4.FromBytes(buf[:n])
 	require.NoError(t, err)
+	require.Equal(t, d.TransactionID, reply.TransactionID)
 	return reply
 }
 

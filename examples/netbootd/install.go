@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -12,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -78,7 +78,7 @@ func newInstall(ctx context.Context, o installOptions, httpAddr, baseURL string,
 		return nil, err
 	}
 	if len(gens) == 0 {
-		return nil, fmt.Errorf("-generations %s: no generations of profile %q", o.generations, orDefault(o.profile, "system"))
+		return nil, fmt.Errorf("-generations %s: no generations of profile %q", o.generations, cmp.Or(o.profile, "system"))
 	}
 	var tops []string
 	for _, g := range gens {
@@ -89,7 +89,7 @@ func newInstall(ctx context.Context, o installOptions, httpAddr, baseURL string,
 		return nil, fmt.Errorf("closure of the generations: %w", err)
 	}
 	cache := &netboot.BinaryCache{
-		StoreDir: filepath.Join(orDefault(o.storeRoot, "/"), "nix", "store"),
+		StoreDir: filepath.Join(cmp.Or(o.storeRoot, "/"), "nix", "store"),
 		Paths:    paths, Key: string(key), Logger: log,
 	}
 	pub, err := cache.PublicKey()
@@ -214,11 +214,4 @@ func (l *layoutFile) Open(context.Context, *netboot.Request) (*netboot.File, err
 		l.log.Error("layout file refused; serving the last valid one", "err", err)
 	}
 	return netboot.BytesFile(b, time.Time{}), nil
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return strings.TrimSpace(s)
 }
