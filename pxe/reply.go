@@ -244,7 +244,12 @@ const ipUDPHeaders = 20 + 8
 // sizes) when it exceeds limit bytes. The library pads to the 300-byte
 // BOOTP minimum itself.
 func Marshal(reply *dhcpv4.DHCPv4, limit int) ([]byte, error) {
-	b := reply.ToBytes()
+	return marshalTo(make([]byte, 0, MinMaxMessageSize), reply, limit)
+}
+
+// marshalTo is Marshal serialising into dst's memory (from dst[:0]).
+func marshalTo(dst []byte, reply *dhcpv4.DHCPv4, limit int) ([]byte, error) {
+	b := appendMessage(dst[:0], reply)
 	if len(b) > limit {
 		return nil, fmt.Errorf("%w: %d bytes for %s, limit %d", ErrReplyTooLarge, len(b), reply.ClientHWAddr, limit)
 	}

@@ -136,6 +136,15 @@ type state struct {
 	allow   map[string]bool
 	deny    map[string]bool
 	table   *leaseTable
+	// builtin is set when policy is Loaders, which neither blocks nor
+	// reads its context: it is called without a per-call timer.
+	builtin bool
+
+	// Options every reply of a kind carries, built once by the package's
+	// modifiers (see frozen), so that setting them costs no allocation.
+	withOffer, withAck, withNak dhcpv4.Modifier
+	withServerID                dhcpv4.Modifier
+	withNetwork                 dhcpv4.Modifier // nil in ModeProxy
 }
 
 // Serve answers DHCP until ctx is cancelled, then closes its sockets,
@@ -274,10 +283,19 @@ func (s *Server) prepare() (*state, error) {
 	for _, m := range s.Deny {
 		st.deny[m.String()] = true
 	}
+	switch s.Policy.(type) {
+	case Loaders, *Loaders:
+		st.builtin = true
+	}
+	st.withOffer = frozen(dhcpv4.WithMessageType(dhcpv4.MessageTypeOffer))
+	st.withAck = frozen(dhcpv4.WithMessageType(dhcpv4.MessageTypeAck))
+	st.withNak = frozen(dhcpv4.WithMessageType(dhcpv4.MessageTypeNak))
+	st.withServerID = frozen(WithServerID(st.self))
 	if s.Mode == ModeFull {
 		if s.Network == nil {
 			return nil, fmt.Errorf("%w: ModeFull needs Server.Network", ErrConfig)
 		}
+		st.withNetwork = frozen(WithNetwork(s.Network))
 		t, err := newLeaseTable(s.Network)
 		if err != nil {
 			return nil, err
@@ -321,10 +339,56 @@ const maxPacket = 4096
 // classified by the reader.
 type packet struct {
 	buf  []byte
+	msg  dhcpv4.DHCPv4 // the parsed request, reused; it aliases buf
 	peer net.Addr
-	req  *dhcpv4.DHCPv4
+	req  *dhcpv4.DHCPv4 // &msg once parsed
 	c    Client
 	cerr error
+}
+
+// reset readies p for the next datagram, keeping its memory.
+func (p *packet) reset() {
+	p.peer, p.req, p.c, p.cerr = nil, nil, Client{}, nil
+}
+
+// scratch is the memory one goroutine (the reader or a worker) reuses for
+// every reply it builds and sends one at a time.
+type scratch struct {
+	reply  dhcpv4.DHCPv4
+	yiaddr [4]byte
+	out    []byte
+	dest   net.UDPAddr
+}
+
+func newScratch() *scratch {
+	return &scratch{out: make([]byte, 0, maxPacket)}
+}
+
+// frozen applies mods, which may only set options, to an empty message
+// and returns a modifier that sets the same option values in a reply. The
+// values are shared by every reply and never written to, so a reply gets
+// them without allocating.
+func frozen(mods ...dhcpv4.Modifier) dhcpv4.Modifier {
+	d := dhcpv4.DHCPv4{Options: dhcpv4.Options{}}
+	for _, m := range mods {
+		m(&d)
+	}
+	type option struct {
+		code  uint8
+		value []byte
+	}
+	var opts []option
+	for code, v := range d.Options {
+		opts = append(opts, option{code, v[:len(v):len(v)]})
+	}
+	return func(r *dhcpv4.DHCPv4) {
+		if r.Options == nil {
+			r.Options = dhcpv4.Options{}
+		}
+		for _, o := range opts {
+			r.Options[o.code] = o.value
+		}
+	}
 }
 
 // readBatch is how many datagrams one recvmmsg call may return.
@@ -348,9 +412,10 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			sc := newScratch()
 			for p := range jobs {
-				st.handle(ctx, conn, p, boot)
-				*p = packet{buf: p.buf}
+				st.handle(ctx, conn, sc, p, boot)
+				p.reset()
 				select {
 				case free <- p:
 				default:
@@ -371,32 +436,49 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 		}
 	}
 	var pc *ipv4.PacketConn // nil unless conn is a UDP socket
+	sc := newScratch()      // the reader's
+	// The replies of one batch, sent together: slot k of out uses
+	// outBufs[k] for its bytes and outAddrs[k] for a relay's address.
+	var (
+		out      = make([]ipv4.Message, 0, readBatch)
+		outBufs  [readBatch][]byte
+		outIovs  [readBatch][1][]byte
+		outAddrs [readBatch]net.UDPAddr
+	)
 	// dispatch answers p inline or passes it to a worker; it reports
-	// whether p's buffer may be read into again at once. With out non-nil,
-	// an inline reply is appended to *out instead of sent.
-	dispatch := func(p *packet, n int, out *[]ipv4.Message) bool {
-		req, err := dhcpv4.FromBytes(p.buf[:n])
-		if err != nil {
+	// whether p's buffer may be read into again at once. With batch set,
+	// an inline reply is added to out instead of sent.
+	dispatch := func(p *packet, n int, batch bool) bool {
+		if err := parseInto(&p.msg, p.buf[:n]); err != nil {
 			st.log.Debug("pxe: unparsable packet", "remote", p.peer.String(), "bytes", n, "err", err)
 			return true
 		}
+		req := &p.msg
 		p.req = req
 		if req.OpCode == dhcpv4.OpcodeBootRequest {
 			p.c, p.cerr = ClientFromRequest(req)
 		}
 		if st.quick(p, boot) {
-			if out == nil {
-				st.handle(ctx, conn, p, boot)
-			} else if b, dest := st.answer(ctx, p, boot); b != nil {
-				*out = append(*out, ipv4.Message{Buffers: [][]byte{b}, Addr: dest})
+			if !batch {
+				st.handle(ctx, conn, sc, p, boot)
+				return true
+			}
+			k := len(out)
+			if outBufs[k] == nil {
+				outBufs[k] = make([]byte, 0, maxPacket)
+			}
+			if b, dest := st.answer(ctx, sc, p, boot, outBufs[k][:0], &outAddrs[k]); b != nil {
+				outBufs[k] = b
+				outIovs[k][0] = b
+				out = append(out, ipv4.Message{Buffers: outIovs[k][:], Addr: dest})
 			}
 			return true
 		}
-		if out != nil && len(*out) > 0 {
+		if len(out) > 0 {
 			// Send what is ready before possibly waiting for a worker.
-			st.sendBatch(ctx, pc, *out)
-			clear(*out)
-			*out = (*out)[:0]
+			st.sendBatch(ctx, pc, out)
+			clear(out)
+			out = out[:0]
 		}
 		jobs <- p
 		return false
@@ -421,8 +503,8 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 				return readErr(err)
 			}
 			p.peer = peer
-			if dispatch(p, n, nil) {
-				*p = packet{buf: p.buf}
+			if dispatch(p, n, false) {
+				p.reset()
 			} else {
 				p = get()
 			}
@@ -431,13 +513,14 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 	pc = ipv4.NewPacketConn(udp)
 	msgs := make([]ipv4.Message, readBatch)
 	held := make([]*packet, readBatch)
-	out := make([]ipv4.Message, 0, readBatch)
+	iovs := make([][1][]byte, readBatch)
 	for {
 		for i := range msgs {
 			if held[i] == nil {
 				held[i] = get()
+				iovs[i][0] = held[i].buf
 			}
-			msgs[i].Buffers = [][]byte{held[i].buf}
+			msgs[i] = ipv4.Message{Buffers: iovs[i][:]}
 		}
 		n, err := pc.ReadBatch(msgs, 0)
 		if err != nil {
@@ -446,8 +529,8 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 		for i := 0; i < n; i++ {
 			p := held[i]
 			p.peer = msgs[i].Addr
-			if dispatch(p, msgs[i].N, &out) {
-				*p = packet{buf: p.buf}
+			if dispatch(p, msgs[i].N, true) {
+				p.reset()
 			} else {
 				held[i] = nil
 			}
@@ -476,9 +559,9 @@ func (st *state) quick(p *packet, boot bool) bool {
 	return true
 }
 
-// handle answers one parsed packet.
-func (st *state) handle(ctx context.Context, conn net.PacketConn, p *packet, boot bool) {
-	b, dest := st.answer(ctx, p, boot)
+// handle answers one parsed packet, building the reply in sc.
+func (st *state) handle(ctx context.Context, conn net.PacketConn, sc *scratch, p *packet, boot bool) {
+	b, dest := st.answer(ctx, sc, p, boot, sc.out[:0], &sc.dest)
 	if b == nil {
 		return
 	}
@@ -487,11 +570,11 @@ func (st *state) handle(ctx context.Context, conn net.PacketConn, p *packet, boo
 	}
 }
 
-// answer computes the reply to one parsed packet and where it goes; b is
-// nil for no reply.
-func (st *state) answer(ctx context.Context, p *packet, boot bool) (b []byte, dest net.Addr) {
+// answer computes the reply to one parsed packet, appended to dst, and
+// where it goes (in *addr when that is a relay); b is nil for no reply.
+func (st *state) answer(ctx context.Context, sc *scratch, p *packet, boot bool, dst []byte, addr *net.UDPAddr) (b []byte, dest net.Addr) {
 	req, peer := p.req, p.peer
-	reply, err := st.respondClient(ctx, req, p.c, p.cerr, boot)
+	b, err := st.respondClient(ctx, sc, req, p.c, p.cerr, boot, dst)
 	if errors.Is(err, ErrPoolExhausted) || errors.Is(err, ErrReplyTooLarge) {
 		st.log.Error("pxe: cannot answer", "mac", req.ClientHWAddr.String(), "remote", peer.String(), "err", err)
 		return nil, nil
@@ -500,10 +583,10 @@ func (st *state) answer(ctx context.Context, p *packet, boot bool) (b []byte, de
 		st.log.Debug("pxe: no reply", "mac", req.ClientHWAddr.String(), "remote", peer.String(), "err", err)
 		return nil, nil
 	}
-	if reply == nil {
+	if b == nil {
 		return nil, nil
 	}
-	return reply.b, replyAddr(req, reply, peer)
+	return b, replyAddr(req, peer, addr)
 }
 
 // sendBatch sends the replies in out with sendmmsg, logging (and
@@ -536,9 +619,11 @@ func (st *state) sendBatch(ctx context.Context, pc *ipv4.PacketConn, out []ipv4.
 // as when renewing or asking the boot server) get a unicast reply to it;
 // clients without one get a broadcast, since a UDP socket cannot send to an
 // address the client does not yet answer ARP for.
-func replyAddr(req *dhcpv4.DHCPv4, reply *builtReply, peer net.Addr) net.Addr {
+// A relay's address is written to *addr, which is returned.
+func replyAddr(req *dhcpv4.DHCPv4, peer net.Addr, addr *net.UDPAddr) net.Addr {
 	if gi := req.GatewayIPAddr.To4(); gi != nil && !gi.IsUnspecified() {
-		return &net.UDPAddr{IP: gi, Port: dhcpv4.ServerPort}
+		*addr = net.UDPAddr{IP: gi, Port: dhcpv4.ServerPort}
+		return addr
 	}
 	if u, ok := peer.(*net.UDPAddr); ok && u.IP != nil && !u.IP.IsUnspecified() {
 		return u
@@ -549,11 +634,10 @@ func replyAddr(req *dhcpv4.DHCPv4, reply *builtReply, peer net.Addr) net.Addr {
 	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
 }
 
-type builtReply struct {
-	b []byte
-}
-
 func (st *state) allowed(mac net.HardwareAddr) bool {
+	if st.allow == nil && len(st.deny) == 0 {
+		return true
+	}
 	k := mac.String()
 	if st.deny[k] {
 		return false
@@ -561,17 +645,9 @@ func (st *state) allowed(mac net.HardwareAddr) bool {
 	return st.allow == nil || st.allow[k]
 }
 
-// respond computes the reply to one request, or nil for none.
-func (st *state) respond(ctx context.Context, req *dhcpv4.DHCPv4, boot bool) (*builtReply, error) {
-	if req.OpCode != dhcpv4.OpcodeBootRequest {
-		return nil, ErrNotRequest
-	}
-	c, cerr := ClientFromRequest(req)
-	return st.respondClient(ctx, req, c, cerr, boot)
-}
-
-// respondClient is respond for a request already classified as c, cerr.
-func (st *state) respondClient(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr error, boot bool) (*builtReply, error) {
+// respondClient computes the reply to req, classified as c, cerr (nil for
+// no reply), building it in sc and serialising it into dst's memory.
+func (st *state) respondClient(ctx context.Context, sc *scratch, req *dhcpv4.DHCPv4, c Client, cerr error, boot bool, dst []byte) ([]byte, error) {
 	if req.OpCode != dhcpv4.OpcodeBootRequest {
 		return nil, ErrNotRequest
 	}
@@ -591,23 +667,23 @@ func (st *state) respondClient(ctx context.Context, req *dhcpv4.DHCPv4, c Client
 	var err error
 	switch {
 	case boot:
-		r, err = st.bootServer(ctx, req, c, cerr)
+		r, err = st.bootServer(ctx, sc, req, c, cerr)
 	case st.s.Mode == ModeProxy:
-		r, err = st.proxy(ctx, req, c, cerr)
+		r, err = st.proxy(ctx, sc, req, c, cerr)
 	default:
-		r, err = st.full(ctx, req, c, cerr)
+		r, err = st.full(ctx, sc, req, c, cerr)
 	}
 	if err != nil || r == nil {
 		return nil, err
 	}
-	b, err := Marshal(r, SizeLimit(c))
+	b, err := marshalTo(dst, r, SizeLimit(c))
 	if err != nil {
 		return nil, err
 	}
 	if debug {
 		st.log.Debug("pxe: reply", "mac", c.MAC.String(), "type", r.MessageType().String(), "ip", ipString(r.YourIPAddr), "file", r.BootFileName, "bytes", len(b))
 	}
-	return &builtReply{b: b}, nil
+	return b, nil
 }
 
 // decide runs the policy for network-boot clients. ok is false when the
@@ -632,9 +708,15 @@ func (st *state) decision(ctx context.Context, c Client, cerr error) verdict {
 		st.log.Info("pxe: malformed boot options, no boot information", "mac", c.MAC.String(), "err", cerr)
 		return verdict{}
 	}
-	ctx, cancel := context.WithTimeout(ctx, st.timeout)
-	defer cancel()
-	a, err := st.policy.Decide(ctx, c)
+	var a Answer
+	var err error
+	if st.builtin {
+		a, err = st.policy.Decide(ctx, c)
+	} else {
+		tctx, cancel := context.WithTimeout(ctx, st.timeout)
+		a, err = st.policy.Decide(tctx, c)
+		cancel()
+	}
 	arch, _ := c.Arch()
 	switch {
 	case errors.Is(err, ErrIgnore):
@@ -655,35 +737,60 @@ func (st *state) decision(ctx context.Context, c Client, cerr error) verdict {
 	return verdict{answer: a, ok: true}
 }
 
-func (st *state) base(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
-	return newReply(req, dhcpv4.WithMessageType(mt), WithServerID(st.self)), nil
+// base resets sc's reply to a reply of type mt to req from this server.
+func (st *state) base(sc *scratch, req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
+	d := &sc.reply
+	resetReply(d, req)
+	switch mt {
+	case dhcpv4.MessageTypeOffer:
+		st.withOffer(d)
+	case dhcpv4.MessageTypeAck:
+		st.withAck(d)
+	case dhcpv4.MessageTypeNak:
+		st.withNak(d)
+	default:
+		dhcpv4.WithMessageType(mt)(d)
+	}
+	st.withServerID(d)
+	return d, nil
 }
 
 // newReply is dhcpv4.NewReplyFromRequest without its random transaction
 // ID: that costs a getrandom call and a context timer per packet, and
-// WithReply overwrites it with the request's at once. The fields start as
-// dhcpv4.New leaves them; the modifiers are NewReplyFromRequest's.
+// WithReply overwrites it with the request's at once.
 func newReply(req *dhcpv4.DHCPv4, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
-	d := &dhcpv4.DHCPv4{
+	d := &dhcpv4.DHCPv4{}
+	resetReply(d, req)
+	for _, m := range mods {
+		m(d)
+	}
+	return d
+}
+
+// resetReply makes d what newReply(req) returns, reusing d's option map:
+// the fields as dhcpv4.New leaves them, then NewReplyFromRequest's
+// modifiers. d then aliases req's chaddr, giaddr and copied options.
+func resetReply(d, req *dhcpv4.DHCPv4) {
+	opts := d.Options
+	if opts == nil {
+		opts = dhcpv4.Options{}
+	} else {
+		clear(opts)
+	}
+	*d = dhcpv4.DHCPv4{
 		OpCode:        dhcpv4.OpcodeBootRequest,
 		HWType:        iana.HWTypeEthernet,
-		ClientHWAddr:  make(net.HardwareAddr, 6),
 		ClientIPAddr:  net.IPv4zero,
 		YourIPAddr:    net.IPv4zero,
 		ServerIPAddr:  net.IPv4zero,
 		GatewayIPAddr: net.IPv4zero,
-		Options:       dhcpv4.Options{},
+		Options:       opts,
 	}
-	for _, m := range append([]dhcpv4.Modifier{
-		dhcpv4.WithReply(req),
-		dhcpv4.WithGatewayIP(req.GatewayIPAddr),
-		dhcpv4.WithOptionCopied(req, dhcpv4.OptionRelayAgentInformation),
-		// RFC 6842: echo the client identifier.
-		dhcpv4.WithOptionCopied(req, dhcpv4.OptionClientIdentifier),
-	}, mods...) {
-		m(d)
-	}
-	return d
+	dhcpv4.WithReply(req)(d)
+	dhcpv4.WithGatewayIP(req.GatewayIPAddr)(d)
+	dhcpv4.WithOptionCopied(req, dhcpv4.OptionRelayAgentInformation)(d)
+	// RFC 6842: echo the client identifier.
+	dhcpv4.WithOptionCopied(req, dhcpv4.OptionClientIdentifier)(d)
 }
 
 func (st *state) withAnswer(r *dhcpv4.DHCPv4, c Client, a Answer) error {
@@ -697,7 +804,7 @@ func (st *state) withAnswer(r *dhcpv4.DHCPv4, c Client, a Answer) error {
 
 // proxy answers port 67 in ModeProxy: a PXE DISCOVER gets an OFFER without
 // an address; a REQUEST that selected this server gets the same as an ACK.
-func (st *state) proxy(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr error) (*dhcpv4.DHCPv4, error) {
+func (st *state) proxy(ctx context.Context, sc *scratch, req *dhcpv4.DHCPv4, c Client, cerr error) (*dhcpv4.DHCPv4, error) {
 	var mt dhcpv4.MessageType
 	switch c.MessageType {
 	case dhcpv4.MessageTypeDiscover:
@@ -717,7 +824,7 @@ func (st *state) proxy(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr e
 	if !ok {
 		return nil, nil
 	}
-	r, err := st.base(req, mt)
+	r, err := st.base(sc, req, mt)
 	if err != nil {
 		return nil, err
 	}
@@ -737,7 +844,7 @@ func (st *state) steer(c Client) bool {
 // bootServer answers port 4011: a REQUEST (or INFORM) gets an ACK with the
 // boot file and no address. iPXE sends it unicast with xid 0, so nothing
 // is matched by xid.
-func (st *state) bootServer(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr error) (*dhcpv4.DHCPv4, error) {
+func (st *state) bootServer(ctx context.Context, sc *scratch, req *dhcpv4.DHCPv4, c Client, cerr error) (*dhcpv4.DHCPv4, error) {
 	if c.MessageType != dhcpv4.MessageTypeRequest && c.MessageType != dhcpv4.MessageTypeInform {
 		return nil, nil
 	}
@@ -745,7 +852,7 @@ func (st *state) bootServer(ctx context.Context, req *dhcpv4.DHCPv4, c Client, c
 	if !ok {
 		return nil, nil
 	}
-	r, err := st.base(req, dhcpv4.MessageTypeAck)
+	r, err := st.base(sc, req, dhcpv4.MessageTypeAck)
 	if err != nil {
 		return nil, err
 	}
@@ -753,7 +860,7 @@ func (st *state) bootServer(ctx context.Context, req *dhcpv4.DHCPv4, c Client, c
 }
 
 // full answers port 67 in ModeFull.
-func (st *state) full(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr error) (*dhcpv4.DHCPv4, error) {
+func (st *state) full(ctx context.Context, sc *scratch, req *dhcpv4.DHCPv4, c Client, cerr error) (*dhcpv4.DHCPv4, error) {
 	t := st.table
 	if c.RelayAddr != nil {
 		ip, _ := netip.AddrFromSlice(c.RelayAddr)
@@ -774,7 +881,7 @@ func (st *state) full(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr er
 		if err != nil {
 			return nil, err
 		}
-		return st.lease(req, v, c, dhcpv4.MessageTypeOffer, ip)
+		return st.lease(sc, req, v, c, dhcpv4.MessageTypeOffer, ip)
 	case dhcpv4.MessageTypeRequest:
 		if c.ServerID != nil && !c.ServerID.Equal(st.self) {
 			t.forget(mac) // the client took another server's offer
@@ -792,19 +899,19 @@ func (st *state) full(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr er
 		if !ip.IsValid() || !t.grantable(mac, ip, now) {
 			if c.ServerID == nil && ip.IsValid() && !t.prefix.Contains(ip) && c.RelayAddr == nil {
 				// INIT-REBOOT on another network: NAK so it restarts.
-				return st.nak(req, "wrong network")
+				return st.nak(sc, req, "wrong network")
 			}
-			return st.nak(req, "address not available")
+			return st.nak(sc, req, "address not available")
 		}
 		if err := t.commit(mac, ip, now, now.Add(st.s.Network.leaseTime())); err != nil {
 			if errors.Is(err, ErrPoolExhausted) {
-				return st.nak(req, "address not available")
+				return st.nak(sc, req, "address not available")
 			}
 			st.log.Error("pxe: store lease", "mac", mac, "ip", ip.String(), "err", err)
 			return nil, err
 		}
 		st.log.Info("pxe: lease", "mac", mac, "ip", ip.String())
-		return st.lease(req, v, c, dhcpv4.MessageTypeAck, ip)
+		return st.lease(sc, req, v, c, dhcpv4.MessageTypeAck, ip)
 	case dhcpv4.MessageTypeRelease:
 		if err := t.release(mac, addrOf(c.ClientAddr), now); err != nil {
 			st.log.Error("pxe: store release", "mac", mac, "err", err)
@@ -823,11 +930,11 @@ func (st *state) full(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr er
 		if v.ignore {
 			return nil, nil
 		}
-		r, err := st.base(req, dhcpv4.MessageTypeAck)
+		r, err := st.base(sc, req, dhcpv4.MessageTypeAck)
 		if err != nil {
 			return nil, err
 		}
-		WithNetwork(st.s.Network)(r)
+		st.withNetwork(r)
 		// RFC 2131 section 3.4: no lease time in an ACK to INFORM.
 		dhcpv4.WithoutOption(dhcpv4.OptionIPAddressLeaseTime)(r)
 		if v.ok {
@@ -840,13 +947,14 @@ func (st *state) full(ctx context.Context, req *dhcpv4.DHCPv4, c Client, cerr er
 	return nil, nil
 }
 
-func (st *state) lease(req *dhcpv4.DHCPv4, v verdict, c Client, mt dhcpv4.MessageType, ip netip.Addr) (*dhcpv4.DHCPv4, error) {
-	r, err := st.base(req, mt)
+func (st *state) lease(sc *scratch, req *dhcpv4.DHCPv4, v verdict, c Client, mt dhcpv4.MessageType, ip netip.Addr) (*dhcpv4.DHCPv4, error) {
+	r, err := st.base(sc, req, mt)
 	if err != nil {
 		return nil, err
 	}
-	dhcpv4.WithYourIP(net.IP(ip.AsSlice()))(r)
-	WithNetwork(st.s.Network)(r)
+	sc.yiaddr = ip.As4()
+	dhcpv4.WithYourIP(net.IP(sc.yiaddr[:]))(r)
+	st.withNetwork(r)
 	if v.ok {
 		if err := st.withAnswer(r, c, v.answer); err != nil {
 			return nil, err
@@ -855,12 +963,12 @@ func (st *state) lease(req *dhcpv4.DHCPv4, v verdict, c Client, mt dhcpv4.Messag
 	return r, nil
 }
 
-func (st *state) nak(req *dhcpv4.DHCPv4, why string) (*dhcpv4.DHCPv4, error) {
-	r := newReply(req,
-		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
-		WithServerID(st.self),
-		dhcpv4.WithOption(dhcpv4.OptMessage(why)),
-	)
+func (st *state) nak(sc *scratch, req *dhcpv4.DHCPv4, why string) (*dhcpv4.DHCPv4, error) {
+	r, err := st.base(sc, req, dhcpv4.MessageTypeNak)
+	if err != nil {
+		return nil, err
+	}
+	dhcpv4.WithOption(dhcpv4.OptMessage(why))(r)
 	// RFC 2131 section 4.3.2: a NAK through a relay sets the broadcast bit.
 	if req.GatewayIPAddr.To4() != nil && !req.GatewayIPAddr.IsUnspecified() {
 		r.SetBroadcast()

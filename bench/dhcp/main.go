@@ -85,6 +85,11 @@ type result struct {
 	rate              float64 // DISCOVER-OFFER exchanges per second
 	sent, recv, drops int
 	cpu               time.Duration // the server's user+system CPU time during the run
+	// UDP datagrams the kernel dropped for a full socket receive buffer
+	// (RcvbufErrors) during the run, in the server's namespace (DISCOVERs
+	// the server did not read in time) and in perfdhcp's (OFFERs perfdhcp
+	// did not read in time).
+	srvOverflow, cliOverflow int
 }
 
 // cpuPerOffer is the server's CPU time per OFFER perfdhcp received: what
@@ -140,7 +145,8 @@ func run(ctx context.Context, rateList string, period time.Duration, clients, re
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fmt.Printf("load average at start: %s", la)
 	}
-	fmt.Printf("\n%8s | %10s %8s %8s | %10s %8s %8s | %6s %8s\n", "offered", "dnsmasq/s", "drops%", "cpu/offer", "nixboot/s", "drops%", "cpu/offer", "ratio", "cpu ratio")
+	fmt.Println("overflow: UDP receive-buffer drops (RcvbufErrors) in the server/perfdhcp namespace, dnsmasq run then nixboot run")
+	fmt.Printf("\n%8s | %10s %8s %8s | %10s %8s %8s | %6s %8s | %s\n", "offered", "dnsmasq/s", "drops%", "cpu/offer", "nixboot/s", "drops%", "cpu/offer", "ratio", "cpu ratio", "overflow srv/cli")
 	var dm, nb []result
 	for _, r := range offered {
 		var ds, xs []result
@@ -148,7 +154,12 @@ func run(ctx context.Context, rateList string, period time.Duration, clients, re
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			measure := func() (result, error) { return perfdhcp(ctx, n, perf, r, clients, period) }
+			measure := func() (result, error) {
+				s0, c0 := rcvbufErrors(n.srv), rcvbufErrors(n.cli)
+				res, err := perfdhcp(ctx, n, perf, r, clients, period)
+				res.srvOverflow, res.cliOverflow = rcvbufErrors(n.srv)-s0, rcvbufErrors(n.cli)-c0
+				return res, err
+			}
 			d, err := withDnsmasq(ctx, n, dnsmasq, tmp, measure)
 			if err != nil {
 				return fmt.Errorf("dnsmasq at %d/s: %w", r, err)
@@ -161,8 +172,8 @@ func run(ctx context.Context, rateList string, period time.Duration, clients, re
 		}
 		d, x := median(ds), median(xs)
 		dm, nb = append(dm, d), append(nb, x)
-		fmt.Printf("%8d | %10.0f %7.2f%% %8s | %10.0f %7.2f%% %8s | %5.2fx %7.2fx\n", r, d.rate, d.dropPct(), us(d.cpuPerOffer()),
-			x.rate, x.dropPct(), us(x.cpuPerOffer()), x.rate/max(d.rate, 1), cpuRatio(d, x))
+		fmt.Printf("%8d | %10.0f %7.2f%% %8s | %10.0f %7.2f%% %8s | %5.2fx %7.2fx | %d/%d %d/%d\n", r, d.rate, d.dropPct(), us(d.cpuPerOffer()),
+			x.rate, x.dropPct(), us(x.cpuPerOffer()), x.rate/max(d.rate, 1), cpuRatio(d, x), d.srvOverflow, d.cliOverflow, x.srvOverflow, x.cliOverflow)
 	}
 
 	// dnsmasq's sustained rate: the highest offered rate it served with
@@ -229,6 +240,33 @@ func cpuTime(pid string) (time.Duration, error) {
 		return 0, fmt.Errorf("bad /proc/%s/stat", pid)
 	}
 	return time.Duration(ut+st) * (time.Second / clockTicks), nil
+}
+
+// rcvbufErrors returns the UDP RcvbufErrors counter of namespace ns, or 0
+// when it cannot be read.
+func rcvbufErrors(ns string) int {
+	out, err := exec.Command("ip", "netns", "exec", ns, "cat", "/proc/net/snmp").Output()
+	if err != nil {
+		return 0
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, name := range names {
+			if name == "RcvbufErrors" && i < len(f) {
+				v, _ := strconv.Atoi(f[i])
+				return v
+			}
+		}
+	}
+	return 0
 }
 
 // clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
