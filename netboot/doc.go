@@ -9,11 +9,14 @@
 //     [Chain] combines them. Every client-supplied name goes through
 //     [CleanName] first: backslashes and leading slashes are accepted, NUL,
 //     control characters and any ".." segment are refused.
-//   - [TFTPServer] is a read-only TFTP server on github.com/pin/tftp/v3
-//     (RFC 1350, RFC 2347 options, RFC 2348 blksize, RFC 2349 tsize). It
-//     filters and rewrites requests before pin/tftp sees them so that block
-//     size negotiation is deterministic, caps concurrent transfers, uses
-//     short timeouts suited to firmware and never sends internal error text.
+//   - [TFTPServer] is a read-only TFTP server (RFC 1350, RFC 2347 options,
+//     RFC 2348 blksize, RFC 2349 tsize). It checks and rewrites every
+//     request so that block size negotiation is deterministic, caps
+//     concurrent transfers, uses short timeouts suited to firmware and never
+//     sends internal error text. On Linux it sends octet transfers itself,
+//     lock-step over a blocking socket per transfer (as fast per transfer as
+//     tftpd-hpa); github.com/pin/tftp/v3 dispatches requests and sends
+//     netascii transfers, and everything on other systems.
 //   - [HTTPHandler] serves the chain pattern (a generic /boot.ipxe that
 //     chains to /boot.ipxe?mac=${mac}&uuid=${uuid}&arch=${buildarch}), the
 //     per-machine boot script, kernel and initrds under the machine's own
@@ -53,7 +56,7 @@
 //
 // # Non-goals
 //
-// TFTP writes, RFC 7440 windowsize and RFC 2349 timeout (pin/tftp does
+// TFTP writes, RFC 7440 windowsize and RFC 2349 timeout (transfers are
 // lock-step only; the options are left out of the OACK as the RFCs allow),
 // HTTPS termination, and proxying kernels from remote URLs: machines fetch
 // remote images directly.

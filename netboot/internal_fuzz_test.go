@@ -46,5 +46,13 @@ func FuzzCanonicalRequest(f *testing.F) {
 		assert.Equal(t, name, string(fields[0]))
 		assert.Contains(t, []string{"octet", "netascii"}, string(fields[1]))
 		assert.LessOrEqual(t, len(out), len(pkt)+1)
+		// The own sender reads the canonical form back without error.
+		req, err := parseReadRequest(out)
+		require.NoError(t, err)
+		assert.Equal(t, string(fields[0]), req.name)
+		assert.Equal(t, string(fields[1]), req.mode)
+		if req.blksize != 0 {
+			assert.True(t, req.blksize >= minBlockSize && req.blksize <= DefaultTFTPBlockSize, "blksize %d", req.blksize)
+		}
 	})
 }

@@ -1,0 +1,244 @@
+package netboot
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+)
+
+// This file is the data phase of a TFTP read transfer: option
+// acknowledgement, then DATA blocks in lock-step, each retransmitted until
+// it is acknowledged. TFTPServer runs it on Linux over a blocking socket of
+// its own (tftp_send_linux.go) instead of pin/tftp's sender, whose
+// per-block read deadline and netpoller wake-up made single-client
+// transfers slower than tftpd-hpa's (bench/serve/README.md).
+
+// TFTP opcodes of the data phase (RFC 1350 section 5, RFC 2347).
+const (
+	opDATA  = 3
+	opACK   = 4
+	opERROR = 5
+	opOACK  = 6
+)
+
+// errRecvTimeout is what a transferConn's recv returns when nothing arrived
+// in time; errRecvInterrupted when a signal cut the wait short.
+var (
+	errRecvTimeout     = errors.New("tftp: receive timeout")
+	errRecvInterrupted = errors.New("tftp: receive interrupted")
+)
+
+// transferConn is a datagram socket connected to one client's transfer
+// identifier (address and port): it sends only there and receives only
+// from there.
+type transferConn interface {
+	send(p []byte) error
+	// recv reads one datagram, waiting at most d (d > 0).
+	recv(p []byte, d time.Duration) (int, error)
+	close() error
+}
+
+// readRequest is a canonical read request (see canonicalRequest): the name
+// already cleaned, the mode lower-case, blksize already clamped.
+type readRequest struct {
+	name    string
+	mode    string
+	blksize int  // 0: not asked for (512-byte blocks, no blksize in the OACK)
+	tsize   bool // tsize asked for
+}
+
+// parseReadRequest reads a packet canonicalRequest produced.
+func parseReadRequest(pkt []byte) (readRequest, error) {
+	var r readRequest
+	if len(pkt) < 2 || binary.BigEndian.Uint16(pkt) != opRRQ {
+		return r, fmt.Errorf("%w: not a read request", ErrRefused)
+	}
+	fields := splitNUL(pkt[2:])
+	if len(fields) < 2 {
+		return r, fmt.Errorf("%w: malformed TFTP request", ErrRefused)
+	}
+	r.name, r.mode = fields[0], fields[1]
+	for i := 2; i+1 < len(fields); i += 2 {
+		switch fields[i] {
+		case "tsize":
+			r.tsize = true
+		case "blksize":
+			n, err := strconv.Atoi(fields[i+1])
+			if err != nil || n < minBlockSize || n > maxBlockSize {
+				return r, fmt.Errorf("%w: blksize %q", ErrRefused, fields[i+1])
+			}
+			r.blksize = n
+		}
+	}
+	return r, nil
+}
+
+// splitNUL splits NUL-terminated strings; a trailing part without NUL is
+// dropped, as canonicalRequest never produces one.
+func splitNUL(b []byte) []string {
+	var out []string
+	for {
+		i := indexNUL(b)
+		if i < 0 {
+			return out
+		}
+		out = append(out, string(b[:i]))
+		b = b[i+1:]
+	}
+}
+
+func indexNUL(b []byte) int {
+	for i, c := range b {
+		if c == 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// tftpClientError is an ERROR packet the client sent.
+type tftpClientError struct {
+	code int
+	msg  string
+}
+
+func (e *tftpClientError) Error() string {
+	return fmt.Sprintf("client sent ERROR code=%d: %q", e.code, e.msg)
+}
+
+// tftpReadError is a failure reading the file being sent: ours, not the
+// client's, so it is logged in full and the client gets a short text.
+type tftpReadError struct{ err error }
+
+func (e *tftpReadError) Error() string { return "reading the file: " + e.err.Error() }
+func (e *tftpReadError) Unwrap() error { return e.err }
+
+// errTransferTimeout means the client stopped acknowledging.
+var errTransferTimeout = errors.New("no acknowledgement from the client")
+
+// lockstep sends one file to a client. Its buffers are sized once per
+// transfer; nothing is allocated per block.
+type lockstep struct {
+	conn    transferConn
+	timeout time.Duration
+	retries int
+	ack     []byte // receive buffer
+}
+
+// sendFile runs the data phase of req: the OACK when options were asked
+// for, then r in blocks until a block shorter than the block size has been
+// acknowledged. It returns the bytes the client acknowledged. On failure it
+// has told the client why, except when the client itself sent an ERROR.
+func (l *lockstep) sendFile(req readRequest, r io.Reader, size int64) (int64, error) {
+	// An ERROR packet from the client carries up to a block of text; a
+	// longer datagram is cut to the buffer, which is enough to read it.
+	l.ack = make([]byte, 1024)
+	blk := minBlockSize
+	if req.blksize > 0 || req.tsize {
+		oack := []byte{0, opOACK}
+		if req.blksize > 0 {
+			blk = req.blksize
+			oack = appendOpt(oack, "blksize", strconv.Itoa(blk))
+		}
+		if req.tsize {
+			oack = appendOpt(oack, "tsize", strconv.FormatInt(size, 10))
+		}
+		if err := l.exchange(oack, 0); err != nil {
+			return 0, l.fail(err)
+		}
+	}
+	data := make([]byte, 4+blk)
+	binary.BigEndian.PutUint16(data, opDATA)
+	var sent int64
+	// Block numbers wrap from 65535 to 0 for files over 65535 blocks, as
+	// tftpd-hpa, iPXE and EDK2 expect.
+	for block := uint16(1); ; block++ {
+		n, err := io.ReadFull(r, data[4:])
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+			return sent, l.fail(&tftpReadError{err})
+		}
+		binary.BigEndian.PutUint16(data[2:], block)
+		if err := l.exchange(data[:4+n], block); err != nil {
+			return sent, l.fail(err)
+		}
+		sent += int64(n)
+		if n < blk {
+			return sent, nil
+		}
+	}
+}
+
+// exchange sends pkt and waits for the acknowledgement of block,
+// retransmitting pkt after each timeout, l.retries times. Acknowledgements
+// of earlier blocks are ignored rather than answered: answering duplicates
+// would double every later block (the Sorcerer's Apprentice bug, RFC 1123
+// 4.2.3.1).
+func (l *lockstep) exchange(pkt []byte, block uint16) error {
+	for try := 0; try <= l.retries; try++ {
+		if err := l.conn.send(pkt); err != nil {
+			return err
+		}
+		acked, err := l.waitAck(block)
+		if err != nil || acked {
+			return err
+		}
+	}
+	return errTransferTimeout
+}
+
+// waitAck waits up to l.timeout for the acknowledgement of block.
+func (l *lockstep) waitAck(block uint16) (bool, error) {
+	deadline := time.Now().Add(l.timeout)
+	wait := l.timeout
+	for {
+		n, err := l.conn.recv(l.ack, wait)
+		switch {
+		case err == errRecvTimeout:
+			return false, nil
+		case err == errRecvInterrupted:
+			n = 0
+		case err != nil:
+			return false, err
+		}
+		if n >= 4 {
+			switch binary.BigEndian.Uint16(l.ack) {
+			case opACK:
+				if binary.BigEndian.Uint16(l.ack[2:]) == block {
+					return true, nil
+				}
+			case opERROR:
+				msg := l.ack[4:n]
+				if i := indexNUL(msg); i >= 0 {
+					msg = msg[:i]
+				}
+				return false, &tftpClientError{code: int(binary.BigEndian.Uint16(l.ack[2:])), msg: string(msg)}
+			}
+		}
+		// Anything else (a duplicate acknowledgement, a stray packet, an
+		// interrupted wait) leaves the rest of the timeout to wait.
+		if wait = time.Until(deadline); wait < time.Millisecond {
+			return false, nil
+		}
+	}
+}
+
+// fail tells the client why the transfer ends, unless the client ended it,
+// and returns err.
+func (l *lockstep) fail(err error) error {
+	var ce *tftpClientError
+	if errors.As(err, &ce) {
+		return err
+	}
+	msg := "transfer failed"
+	switch {
+	case errors.Is(err, errTransferTimeout):
+		msg = "timeout"
+	case errors.As(err, new(*tftpReadError)):
+		msg = errClientFailed.Error()
+	}
+	_ = l.conn.send(errorPacket(tftpErrUndefined, msg))
+	return err
+}
