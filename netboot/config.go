@@ -161,6 +161,9 @@ type profile struct {
 	message string
 	loaders map[string]string
 	overlay overlayTemplates
+	// overlayBase knows which of the overlay's directories the last
+	// initrd already has.
+	overlayBase *baseDirs
 }
 
 // Compile checks c and prepares it for lookups. NixOS netboot directories
@@ -312,6 +315,14 @@ func compileProfile(name string, pc ProfileConfig) (*profile, error) {
 		return nil, fieldErr(field+".overlay", "needs a last initrd that is a local file")
 	}
 	p.overlay = ov
+	if ov != nil {
+		// Read the base now, so that a broken one is reported at load time
+		// and the first boot does not wait for it.
+		p.overlayBase = &baseDirs{path: p.initrds[len(p.initrds)-1].Path, want: ov.parents()}
+		if _, err := p.overlayBase.get(); err != nil {
+			return nil, &ConfigError{Field: field + ".initrds", Err: err}
+		}
+	}
 	for k, v := range pc.Loaders {
 		if _, err := CleanName(v); err != nil {
 			return nil, &ConfigError{Field: fmt.Sprintf("%s.loaders[%q]", field, k), Err: err}
@@ -408,7 +419,11 @@ func (inv *StaticInventory) Boot(ctx context.Context, m *Machine) (*Boot, error)
 		Labels: facts, Vars: vars,
 	}
 	if p.overlay != nil {
-		seg, err := p.overlay.render(ctx, data)
+		existing, err := p.overlayBase.get()
+		if err != nil {
+			return nil, fmt.Errorf("netboot: profile %q: %w", name, err)
+		}
+		seg, err := p.overlay.render(ctx, data, existing)
 		if err != nil {
 			return nil, fmt.Errorf("netboot: profile %q: %w", name, err)
 		}

@@ -1,15 +1,19 @@
 package netboot
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"path"
 	"slices"
 	"strings"
+	"sync"
 	"text/template"
 
 	"github.com/nixboot/nixboot/initrd"
@@ -41,10 +45,24 @@ func compileOverlay(field string, files map[string]string) (overlayTemplates, er
 	return out, nil
 }
 
+// parents returns the directories the overlay's files sit in, sorted.
+func (o overlayTemplates) parents() []string {
+	seen := map[string]bool{}
+	for name := range o {
+		for d := path.Dir(name); d != "." && d != "/" && !seen[d]; d = path.Dir(d) {
+			seen[d] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
 // render builds the machine's initrd segment: the rendered files in one
 // gzip-compressed newc archive, reproducible for the same data (fixed
-// times, root owner), so that its ETag is stable.
-func (o overlayTemplates) render(ctx context.Context, data TemplateData) ([]byte, error) {
+// times, root owner), so that its ETag is stable. existing lists the
+// directories the base initrd already has: the segment does not carry
+// them, because the kernel applies a directory record's mode, owner and
+// time to a directory that exists (a base's 0700 /root would become 0755).
+func (o overlayTemplates) render(ctx context.Context, data TemplateData, existing []string) ([]byte, error) {
 	names := make([]string, 0, len(o))
 	for name := range o {
 		names = append(names, name)
@@ -68,18 +86,79 @@ func (o overlayTemplates) render(ctx context.Context, data TemplateData) ([]byte
 			Data:   b.Bytes(),
 		})
 	}
-	planned, err := initrd.Plan(entries, initrd.PlanOptions{RootOwner: true})
+	planned, err := initrd.Plan(entries, initrd.PlanOptions{RootOwner: true, Existing: existing})
 	if err != nil {
 		return nil, fmt.Errorf("netboot: overlay: %w", err)
 	}
 	var out bytes.Buffer
-	if _, err := initrd.Write(ctx, &out, []initrd.Segment{{Compression: initrd.Gzip, Entries: planned}}, initrd.WriteOptions{}); err != nil {
+	if _, err := initrd.Write(ctx, &out, []initrd.Segment{{Compression: initrd.Gzip, Entries: planned}}, initrd.WriteOptions{Existing: existing}); err != nil {
 		return nil, fmt.Errorf("netboot: overlay: %w", err)
 	}
 	if out.Len() > MaxOverlaySize {
 		return nil, fmt.Errorf("netboot: overlay: segment larger than %d bytes", MaxOverlaySize)
 	}
 	return out.Bytes(), nil
+}
+
+// baseDirs finds which of want the initrd at path has as directories or
+// symlinks (to directories, the kernel and the booted system hope). It
+// caches the answer per file identity (size and modification time), so a
+// rebuilt initrd at the same path is read again.
+type baseDirs struct {
+	path string
+	want []string
+
+	mu    sync.Mutex
+	key   string
+	found []string
+}
+
+// maxBaseInitrdUnpacked bounds how much of a base initrd baseDirs
+// decompresses while looking for directories.
+const maxBaseInitrdUnpacked = 16 << 30
+
+func (b *baseDirs) get() ([]string, error) {
+	if len(b.want) == 0 {
+		return nil, nil
+	}
+	f, err := os.Open(b.path)
+	if err != nil {
+		return nil, fmt.Errorf("netboot: overlay base initrd: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("netboot: overlay base initrd: %w", err)
+	}
+	key := fmt.Sprint(st.Size(), st.ModTime().UnixNano())
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.key == key {
+		return b.found, nil
+	}
+	left := map[string]bool{}
+	for _, d := range b.want {
+		left[d] = true
+	}
+	var found []string
+	r := initrd.NewReader(bufio.NewReaderSize(f, 256<<10))
+	r.MaxUnpacked = maxBaseInitrdUnpacked
+	for len(left) > 0 {
+		rec, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("netboot: overlay base initrd %s: %w", b.path, err)
+		}
+		if left[rec.Name] && (rec.Type == initrd.TypeDir || rec.Type == initrd.TypeSymlink) {
+			delete(left, rec.Name)
+			found = append(found, rec.Name)
+		}
+	}
+	slices.Sort(found)
+	b.key, b.found = key, found
+	return found, nil
 }
 
 // openAppended serves the file at img.Path followed by NUL padding to a
