@@ -163,3 +163,84 @@ func TestTreeConfined(t *testing.T) {
 	_, _, err = initrd.Dedup(context.Background(), append(planned, planned[1]), initrd.DedupOptions{})
 	require.Error(t, err, "Dedup reads through the same confinement")
 }
+
+// Files of a tree are read relative to their directory, without following
+// symlinks: a file that changed size, vanished or was swapped for a
+// directory or for a symlink after planning fails the build and names the
+// entry, and nothing outside the root is read. Unchanged files, small and
+// larger than one read buffer, come through intact.
+func TestTreeSourceChanged(t *testing.T) {
+	// 512 KiB: two full reads of the writer's 256 KiB buffer, so growth by
+	// one byte is only seen by the extra read after the last one.
+	big := strings.Repeat("0123456789abcdef", 32768)
+	for _, tc := range []struct {
+		name   string
+		file   string // "small" or "big"
+		change func(t *testing.T, root, file string)
+		want   error // nil: any error; ignored when ok
+		ok     bool
+	}{
+		{name: "unchanged small", file: "small", ok: true, change: func(*testing.T, string, string) {}},
+		{name: "unchanged big", file: "big", ok: true, change: func(*testing.T, string, string) {}},
+		{name: "small grew", file: "small", want: initrd.ErrChanged, change: func(t *testing.T, _, f string) {
+			require.NoError(t, os.WriteFile(f, []byte("hello, world"), 0o644))
+		}},
+		{name: "small shrank", file: "small", want: initrd.ErrChanged, change: func(t *testing.T, _, f string) {
+			require.NoError(t, os.WriteFile(f, []byte("hel"), 0o644))
+		}},
+		{name: "big grew by one byte", file: "big", want: initrd.ErrChanged, change: func(t *testing.T, _, f string) {
+			require.NoError(t, os.WriteFile(f, []byte(big+"!"), 0o644))
+		}},
+		{name: "big shrank", file: "big", want: initrd.ErrChanged, change: func(t *testing.T, _, f string) {
+			require.NoError(t, os.WriteFile(f, []byte(big[:len(big)-1]), 0o644))
+		}},
+		{name: "removed", file: "small", want: os.ErrNotExist, change: func(t *testing.T, _, f string) {
+			require.NoError(t, os.Remove(f))
+		}},
+		{name: "now a directory", file: "small", change: func(t *testing.T, _, f string) {
+			require.NoError(t, os.Remove(f))
+			require.NoError(t, os.Mkdir(f, 0o755))
+		}},
+		{name: "symlink out of the root", file: "small", change: func(t *testing.T, root, f string) {
+			require.NoError(t, os.Remove(f))
+			require.NoError(t, os.Symlink("../../outside/secret", f))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := t.TempDir()
+			root := filepath.Join(base, "root")
+			require.NoError(t, os.MkdirAll(filepath.Join(base, "outside"), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(base, "outside", "secret"), []byte("secret"), 0o600))
+			require.NoError(t, os.MkdirAll(filepath.Join(root, "d", "e"), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(root, "d", "e", "small"), []byte("hello"), 0o644))
+			require.NoError(t, os.WriteFile(filepath.Join(root, "d", "e", "big"), []byte(big), 0o644))
+			entries, err := initrd.Tree(root, "")
+			require.NoError(t, err)
+			planned, err := initrd.Plan(entries, initrd.PlanOptions{})
+			require.NoError(t, err)
+			tc.change(t, root, filepath.Join(root, "d", "e", tc.file))
+			var buf bytes.Buffer
+			_, err = initrd.Write(context.Background(), &buf, []initrd.Segment{{Entries: planned}}, initrd.WriteOptions{})
+			if tc.ok {
+				require.NoError(t, err)
+				recs, err := readAll(buf.Bytes())
+				require.NoError(t, err)
+				got := map[string]string{}
+				for _, r := range recs {
+					got[r.rec.Name] = string(r.data)
+				}
+				assert.Equal(t, "hello", got["d/e/small"])
+				assert.Equal(t, big, got["d/e/big"])
+				return
+			}
+			require.Error(t, err)
+			if tc.want != nil {
+				require.ErrorIs(t, err, tc.want)
+			}
+			var ee *initrd.EntryError
+			require.ErrorAs(t, err, &ee)
+			assert.Equal(t, "d/e/"+tc.file, ee.Name)
+			assert.NotContains(t, buf.String(), "secret")
+		})
+	}
+}

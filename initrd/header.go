@@ -134,7 +134,7 @@ func validName(name string) error {
 	case name[0] == '/':
 		return fmt.Errorf("%w: absolute name", ErrInvalidHeader)
 	}
-	for _, el := range strings.Split(name, "/") {
+	for el := range strings.SplitSeq(name, "/") {
 		if el == "" || el == "." || el == ".." {
 			return fmt.Errorf("%w: name is not a clean relative path", ErrInvalidHeader)
 		}

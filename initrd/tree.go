@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"syscall"
 	"time"
 
@@ -26,48 +27,101 @@ func Tree(dir, prefix string) ([]Entry, error) {
 		return nil, fmt.Errorf("initrd: tree %s: %w", dir, err)
 	}
 	defer root.Close()
-	type fileID struct{ dev, ino uint64 }
-	seen := map[fileID]string{}
-	var out []Entry
-	err = fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := root.Lstat(rel)
-		if err != nil {
-			return err
-		}
-		name := path.Join(prefix, rel)
-		e, err := entryFromInfo(fi, name)
-		if err != nil {
-			return err
-		}
-		switch e.Type {
-		case TypeSymlink:
-			if e.Linkname, err = root.Readlink(rel); err != nil {
-				return err
-			}
-		case TypeReg:
-			e.Source = Source{Root: dir, Path: rel}
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
-				id := fileID{uint64(st.Dev), st.Ino}
-				if first, ok := seen[id]; ok {
-					e = Entry{Header: Header{Name: name, Type: TypeLink, Linkname: first}}
-				} else {
-					seen[id] = name
-				}
-			}
-		}
-		if name == "" || name == "." {
-			return nil
-		}
-		out = append(out, e)
-		return nil
-	})
+	t := treeWalk{dir: dir, prefix: prefix, seen: map[fileID]string{}}
+	fi, err := root.Lstat(".")
+	if err == nil {
+		err = t.add(root, ".", ".", fi)
+	}
+	if err == nil && fi.IsDir() {
+		err = t.walk(root, ".")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("initrd: tree %s: %w", dir, err)
 	}
-	return out, nil
+	return t.out, nil
+}
+
+type fileID struct{ dev, ino uint64 }
+
+// treeWalk lists a tree depth first, each directory's names in byte order
+// (the order of fs.WalkDir). Every directory is opened once, as an os.Root
+// of its own, and its entries are looked at relative to it: one lstat per
+// entry, never a path of several names to resolve again.
+type treeWalk struct {
+	dir, prefix string
+	seen        map[fileID]string // first name of each multiply-linked file
+	out         []Entry
+}
+
+// walk adds everything below the directory r, which is rel in the tree.
+func (t *treeWalk) walk(r *os.Root, rel string) error {
+	f, err := r.Open(".")
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return &fs.PathError{Op: "readdir", Path: rel, Err: err}
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		crel := n
+		if rel != "." {
+			crel = rel + "/" + n
+		}
+		fi, err := r.Lstat(n)
+		if err != nil {
+			return err
+		}
+		if err := t.add(r, n, crel, fi); err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			continue
+		}
+		sub, err := r.OpenRoot(n)
+		if err != nil {
+			return err
+		}
+		err = t.walk(sub, crel)
+		sub.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// add appends the entry for fi, which is n in the directory r and rel in
+// the tree.
+func (t *treeWalk) add(r *os.Root, n, rel string, fi fs.FileInfo) error {
+	name := path.Join(t.prefix, rel)
+	e, err := entryFromInfo(fi, name)
+	if err != nil {
+		return err
+	}
+	switch e.Type {
+	case TypeSymlink:
+		if e.Linkname, err = r.Readlink(n); err != nil {
+			return err
+		}
+	case TypeReg:
+		e.Source = Source{Root: t.dir, Path: rel}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			id := fileID{uint64(st.Dev), st.Ino}
+			if first, ok := t.seen[id]; ok {
+				e = Entry{Header: Header{Name: name, Type: TypeLink, Linkname: first}}
+			} else {
+				t.seen[id] = name
+			}
+		}
+	}
+	if name == "" || name == "." {
+		return nil
+	}
+	t.out = append(t.out, e)
+	return nil
 }
 
 // File returns the entry for the host file at hostPath placed at name in the

@@ -25,6 +25,7 @@ import (
 // come before children; Plan does.
 type Writer struct {
 	cw     *cpio.Writer
+	ch     cpio.Header // the library's header, rebuilt for every entry
 	pw     *headerPatcher
 	next   uint32
 	links  map[string]linkState // regular files with Links >= 2
@@ -77,8 +78,10 @@ func (w *Writer) WriteHeader(hdr *Header) error {
 	if w.next == 0 {
 		return entryErr(hdr.Name, fmt.Errorf("%w: inode numbers exhausted", ErrTooLarge))
 	}
-	// A fresh library header for every entry: cpio.Writer mutates it.
-	ch := &cpio.Header{
+	// A fresh library header for every entry (cpio.Writer mutates it),
+	// kept in w so that it is not allocated each time.
+	ch := &w.ch
+	*ch = cpio.Header{
 		Name: hdr.Name,
 		Mode: cpio.FileMode(hdr.Type.modeBits() | hdr.Mode),
 		Uid:  int(hdr.Uid),
@@ -236,6 +239,15 @@ func (p *headerPatcher) Write(b []byte) (int, error) {
 	return p.w.Write(p.buf[:])
 }
 
+// WriteString passes names on without the []byte copy io.WriteString
+// would make. A header is never written as a string.
+func (p *headerPatcher) WriteString(s string) (int, error) {
+	if sw, ok := p.w.(io.StringWriter); ok && !p.armed {
+		return sw.WriteString(s)
+	}
+	return p.Write([]byte(s))
+}
+
 const hexDigits = "0123456789ABCDEF"
 
 func putHex(b []byte, v uint32) {
@@ -252,6 +264,12 @@ type countWriter struct {
 
 func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countWriter) WriteString(s string) (int, error) {
+	n, err := io.WriteString(c.w, s)
 	c.n += int64(n)
 	return n, err
 }

@@ -32,25 +32,33 @@ func main() {
 	large := flag.Int("large", 4, "number of large files (40 MiB each)")
 	runs := flag.Int("runs", 3, "runs of each side")
 	level := flag.Int("level", 3, "zstd level for both sides")
+	keep := flag.String("tree", "", "use this tree and keep it (generated there first if it does not exist)")
 	flag.Parse()
-	if err := run(*base, *small, *large, *runs, *level); err != nil {
+	if err := run(*base, *keep, *small, *large, *runs, *level); err != nil {
 		fmt.Fprintln(os.Stderr, "initrd-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(base string, small, large, runs, level int) error {
+func run(base, keep string, small, large, runs, level int) error {
 	work, err := os.MkdirTemp(base, "nbi-initrd-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
 	tree := filepath.Join(work, "tree")
-	total, err := generate(tree, small, large)
-	if err != nil {
-		return err
+	if keep != "" {
+		tree = keep
 	}
-	fmt.Printf("tree: %d small + %d large files, %d MB\n", small, large, total/1e6)
+	if _, err := os.Stat(tree); err == nil && keep != "" {
+		fmt.Printf("tree: %s (kept from an earlier run)\n", tree)
+	} else {
+		total, err := generate(tree, small, large)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("tree: %d small + %d large files, %d MB\n", small, large, total/1e6)
+	}
 
 	mk := filepath.Join(work, "mkinitrd")
 	if out, err := exec.Command("go", "build", "-o", mk, "./examples/mkinitrd").CombinedOutput(); err != nil {

@@ -28,6 +28,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/nixboot/nixboot/initrd"
@@ -87,6 +88,7 @@ type options struct {
 	storeDir                    string
 	lastWins, rootOwner, dedup  bool
 	memLimit                    int64
+	cpuProfile, memProfile      string
 	specs                       specs
 }
 
@@ -104,6 +106,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.rootOwner, "root-owner", false, "set every uid and gid to 0")
 	fs.BoolVar(&o.dedup, "dedup", false, "store identical files once, as hard links")
 	fs.Int64Var(&o.memLimit, "mem-limit", 48<<20, "soft memory limit for the Go runtime in bytes (0: none)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile (allocations and what is live at the end) to this file")
 	fs.Var(sourceFlag{&o.specs, "tree"}, "tree", "host directory, or DIR:PREFIX (repeatable)")
 	fs.Var(sourceFlag{&o.specs, "file"}, "file", "host file as PATH:NAME (repeatable)")
 	fs.Var(sourceFlag{&o.specs, "manifest"}, "manifest", "gen_init_cpio-style list (repeatable)")
@@ -127,11 +131,39 @@ func main() {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, log, os.Stdout, os.Stderr, o); err != nil {
+	err := profiled(o.cpuProfile, o.memProfile, func() error { return run(ctx, log, os.Stdout, os.Stderr, o) })
+	stop()
+	if err != nil {
 		log.Error("mkinitrd failed", "err", err)
 		os.Exit(1)
 	}
+}
+
+// profiled runs f, writing a CPU profile of it to cpu and a heap profile
+// taken when it returns to mem, each unless "".
+func profiled(cpu, mem string, f func() error) error {
+	if cpu != "" {
+		out, err := os.Create(cpu)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			out.Close()
+			return err
+		}
+		defer out.Close()
+		defer pprof.StopCPUProfile()
+	}
+	err := f()
+	if mem != "" {
+		out, cerr := os.Create(mem)
+		if cerr == nil {
+			cerr = pprof.Lookup("heap").WriteTo(out, 0)
+			cerr = errors.Join(cerr, out.Close())
+		}
+		err = errors.Join(err, cerr)
+	}
+	return err
 }
 
 func run(ctx context.Context, log *slog.Logger, stdout, stderr io.Writer, o options) error {
