@@ -243,14 +243,20 @@ func cpuTime(pid string) (time.Duration, error) {
 }
 
 // rcvbufErrors returns the UDP RcvbufErrors counter of namespace ns, or 0
-// when it cannot be read.
+// when it cannot be read. It reads /proc/thread-self/net/snmp from a
+// thread switched into ns rather than running a command, so that the
+// CPU time measured for the in-process nixboot server hardly moves.
 func rcvbufErrors(ns string) int {
-	out, err := exec.Command("ip", "netns", "exec", ns, "cat", "/proc/net/snmp").Output()
-	if err != nil {
+	var snmp []byte
+	if err := inNetns(ns, func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/snmp")
+		snmp = b
+		return err
+	}); err != nil {
 		return 0
 	}
 	var names []string
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(string(snmp), "\n") {
 		f := strings.Fields(line)
 		if len(f) == 0 || f[0] != "Udp:" {
 			continue
