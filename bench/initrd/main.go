@@ -10,7 +10,11 @@
 // the pipeline, its largest process), and whether the targets are
 // met: at least 2x faster, output no larger, peak RSS under 64 MiB.
 //
-//	go run ./bench/initrd [-dir /dev/shm] [-small 100000] [-large 4] [-runs 3] [-level 3]
+// With -stages it first times the stages on their own: find|sort|cpio,
+// zstd on the archive it wrote, and mkinitrd without compression. -tree
+// keeps the generated tree for later runs.
+//
+//	go run ./bench/initrd [-dir /dev/shm] [-small 100000] [-large 4] [-runs 3] [-level 3] [-stages] [-tree DIR]
 package main
 
 import (
@@ -33,14 +37,15 @@ func main() {
 	runs := flag.Int("runs", 3, "runs of each side")
 	level := flag.Int("level", 3, "zstd level for both sides")
 	keep := flag.String("tree", "", "use this tree and keep it (generated there first if it does not exist)")
+	stages := flag.Bool("stages", false, "also time each side's stages on their own")
 	flag.Parse()
-	if err := run(*base, *keep, *small, *large, *runs, *level); err != nil {
+	if err := run(*base, *keep, *small, *large, *runs, *level, *stages); err != nil {
 		fmt.Fprintln(os.Stderr, "initrd-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(base, keep string, small, large, runs, level int) error {
+func run(base, keep string, small, large, runs, level int, stages bool) error {
 	work, err := os.MkdirTemp(base, "nbi-initrd-bench-")
 	if err != nil {
 		return err
@@ -75,6 +80,11 @@ func run(base, keep string, small, large, runs, level int) error {
 			"set -o pipefail; find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet | zstd -T0 -%d -q -f -o %s", level, peerOut))
 		c.Dir = tree
 		return c
+	}
+	if stages {
+		if err := timeStages(work, tree, mk, runs, level); err != nil {
+			return err
+		}
 	}
 	var tOurs, tPeer, cOurs, cPeer []time.Duration
 	var rssOurs, rssPeer []int64
@@ -118,6 +128,57 @@ func run(base, keep string, small, large, runs, level int) error {
 	fmt.Printf("wall-time ratio peer/ours: %.2fx (target >= 2x: %s); cpu-time ratio peer/ours: %.2fx\n", speed, verdict(speed >= 2), float64(cp)/float64(co))
 	fmt.Printf("size ours/peer: %.4f (target <= 1: %s); our peak RSS %.1f MiB (target < 64 MiB: %s)\n", size, verdict(size <= 1), float64(ro)/1024, verdict(ro < 64*1024))
 	fmt.Printf("all runs: peer wall %v cpu %v; ours wall %v cpu %v\n", round(tPeer), round(cPeer), round(tOurs), round(cOurs))
+	return nil
+}
+
+// timeStages times the pipeline's stages on their own, each -runs times
+// in turn: the archive alone (to /dev/null and to a file next to the
+// tree), zstd alone on that file (with all cores and with one worker),
+// and mkinitrd without compression.
+func timeStages(work, tree, mk string, runs, level int) error {
+	cpioOut := filepath.Join(work, "stage.cpio")
+	list := "find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet"
+	stages := []struct {
+		name string
+		cmd  func() *exec.Cmd
+	}{
+		{"find|sort|cpio > /dev/null", func() *exec.Cmd { return exec.Command("bash", "-c", "set -o pipefail; "+list+" > /dev/null") }},
+		{"find|sort|cpio > file", func() *exec.Cmd { return exec.Command("bash", "-c", "set -o pipefail; "+list+" > "+cpioOut) }},
+		{fmt.Sprintf("zstd -T0 -%d on that file", level), func() *exec.Cmd {
+			return exec.Command("zstd", "-T0", fmt.Sprintf("-%d", level), "-q", "-f", "-o", cpioOut+".zst", cpioOut)
+		}},
+		{fmt.Sprintf("zstd -T1 -%d on that file", level), func() *exec.Cmd {
+			return exec.Command("zstd", "-T1", fmt.Sprintf("-%d", level), "-q", "-f", "-o", cpioOut+".zst", cpioOut)
+		}},
+		{"mkinitrd -compress none", func() *exec.Cmd {
+			c := exec.Command(mk, "-o", filepath.Join(work, "none.img"), "-tree", tree, "-compress", "none")
+			c.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
+			return c
+		}},
+	}
+	fmt.Printf("stages, load average at start: %s", loadavg())
+	wall := make([][]time.Duration, len(stages))
+	cpu := make([][]time.Duration, len(stages))
+	for range runs {
+		for i, st := range stages {
+			c := st.cmd()
+			c.Dir = tree
+			var stderr strings.Builder
+			c.Stderr = &stderr
+			start := time.Now()
+			if err := c.Run(); err != nil {
+				return fmt.Errorf("%s: %v: %s", st.name, err, stderr.String())
+			}
+			wall[i] = append(wall[i], time.Since(start))
+			cpu[i] = append(cpu[i], c.ProcessState.UserTime()+c.ProcessState.SystemTime())
+		}
+	}
+	for i, st := range stages {
+		fmt.Printf("stage %-28s wall %v  cpu %v\n", st.name+":", median(wall[i]).Round(time.Millisecond), median(cpu[i]).Round(time.Millisecond))
+	}
+	for _, f := range []string{cpioOut, cpioOut + ".zst", filepath.Join(work, "none.img")} {
+		os.Remove(f)
+	}
 	return nil
 }
 
