@@ -12,7 +12,6 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
-	"golang.org/x/net/ipv4"
 )
 
 // Mode selects what a Server answers on port 67.
@@ -338,12 +337,14 @@ const maxPacket = 4096
 // packet is one received datagram on its way to a worker, parsed and
 // classified by the reader.
 type packet struct {
-	buf  []byte
-	msg  dhcpv4.DHCPv4 // the parsed request, reused; it aliases buf
-	peer net.Addr
-	req  *dhcpv4.DHCPv4 // &msg once parsed
-	c    Client
-	cerr error
+	buf    []byte
+	msg    dhcpv4.DHCPv4 // the parsed request, reused; it aliases buf
+	from   net.UDPAddr   // the sender, when read in a batch
+	fromIP [4]byte
+	peer   net.Addr
+	req    *dhcpv4.DHCPv4 // &msg once parsed
+	c      Client
+	cerr   error
 }
 
 // reset readies p for the next datagram, keeping its memory.
@@ -435,16 +436,24 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 			return &packet{buf: make([]byte, maxPacket)}
 		}
 	}
-	var pc *ipv4.PacketConn // nil unless conn is a UDP socket
-	sc := newScratch()      // the reader's
-	// The replies of one batch, sent together: slot k of out uses
-	// outBufs[k] for its bytes and outAddrs[k] for a relay's address.
+	var bc *batchConn  // nil unless conn is a UDP socket
+	sc := newScratch() // the reader's
+	// The replies of one batch, sent together: slot k < outN holds bytes
+	// outB[k] (in outBufs[k]'s memory) for outTo[k], which is &outAddrs[k]
+	// for a relay.
 	var (
-		out      = make([]ipv4.Message, 0, readBatch)
+		outN     int
 		outBufs  [readBatch][]byte
-		outIovs  [readBatch][1][]byte
+		outB     [readBatch][]byte
+		outTo    [readBatch]*net.UDPAddr
 		outAddrs [readBatch]net.UDPAddr
 	)
+	flush := func() {
+		st.sendBatch(ctx, bc, outB[:outN], outTo[:outN])
+		clear(outB[:outN])
+		clear(outTo[:outN])
+		outN = 0
+	}
 	// dispatch answers p inline or passes it to a worker; it reports
 	// whether p's buffer may be read into again at once. With batch set,
 	// an inline reply is added to out instead of sent.
@@ -463,22 +472,26 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 				st.handle(ctx, conn, sc, p, boot)
 				return true
 			}
-			k := len(out)
+			k := outN
 			if outBufs[k] == nil {
 				outBufs[k] = make([]byte, 0, maxPacket)
 			}
-			if b, dest := st.answer(ctx, sc, p, boot, outBufs[k][:0], &outAddrs[k]); b != nil {
-				outBufs[k] = b
-				outIovs[k][0] = b
-				out = append(out, ipv4.Message{Buffers: outIovs[k][:], Addr: dest})
+			b, dest := st.answer(ctx, sc, p, boot, outBufs[k][:0], &outAddrs[k])
+			if b == nil {
+				return true
+			}
+			outBufs[k] = b[:0]
+			if to, ok := dest.(*net.UDPAddr); ok {
+				outB[k], outTo[k] = b, to
+				outN++
+			} else if _, err := conn.WriteTo(b, dest); err != nil && ctx.Err() == nil {
+				st.log.Error("pxe: send reply", "mac", p.req.ClientHWAddr.String(), "remote", dest.String(), "err", err)
 			}
 			return true
 		}
-		if len(out) > 0 {
+		if outN > 0 {
 			// Send what is ready before possibly waiting for a worker.
-			st.sendBatch(ctx, pc, out)
-			clear(out)
-			out = out[:0]
+			flush()
 		}
 		jobs <- p
 		return false
@@ -490,8 +503,10 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 		return fmt.Errorf("pxe: read on %s: %w", conn.LocalAddr(), err)
 	}
 
-	udp, ok := conn.(*net.UDPConn)
-	if !ok {
+	if udp, ok := conn.(*net.UDPConn); ok {
+		bc, _ = newBatchConn(udp, readBatch)
+	}
+	if bc == nil {
 		p := get()
 		for {
 			n, peer, err := conn.ReadFrom(p.buf)
@@ -510,34 +525,30 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 			}
 		}
 	}
-	pc = ipv4.NewPacketConn(udp)
-	msgs := make([]ipv4.Message, readBatch)
 	held := make([]*packet, readBatch)
-	iovs := make([][1][]byte, readBatch)
+	bufs := make([][]byte, readBatch)
 	for {
-		for i := range msgs {
+		for i := range held {
 			if held[i] == nil {
 				held[i] = get()
-				iovs[i][0] = held[i].buf
+				bufs[i] = held[i].buf
 			}
-			msgs[i] = ipv4.Message{Buffers: iovs[i][:]}
 		}
-		n, err := pc.ReadBatch(msgs, 0)
+		n, err := bc.read(bufs)
 		if err != nil {
 			return readErr(err)
 		}
 		for i := 0; i < n; i++ {
 			p := held[i]
-			p.peer = msgs[i].Addr
-			if dispatch(p, msgs[i].N, true) {
+			bc.from(i, &p.from, &p.fromIP)
+			p.peer = &p.from
+			if dispatch(p, bc.size(i), true) {
 				p.reset()
 			} else {
 				held[i] = nil
 			}
 		}
-		st.sendBatch(ctx, pc, out)
-		clear(out)
-		out = out[:0]
+		flush()
 	}
 }
 
@@ -589,28 +600,22 @@ func (st *state) answer(ctx context.Context, sc *scratch, p *packet, boot bool, 
 	return b, replyAddr(req, peer, addr)
 }
 
-// sendBatch sends the replies in out with sendmmsg, logging (and
+// sendBatch sends bufs[i] to to[i] with sendmmsg, logging (and
 // skipping) any that fail.
-func (st *state) sendBatch(ctx context.Context, pc *ipv4.PacketConn, out []ipv4.Message) {
-	for len(out) > 0 {
-		n, err := pc.WriteBatch(out, 0)
+func (st *state) sendBatch(ctx context.Context, bc *batchConn, bufs [][]byte, to []*net.UDPAddr) {
+	for len(bufs) > 0 {
+		n, err := bc.write(bufs, to)
 		if err == nil && n > 0 {
-			out = out[n:]
+			bufs, to = bufs[n:], to[n:]
 			continue
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		if n < 0 {
-			n = 0
-		}
-		if n >= len(out) {
-			return
-		}
 		if err != nil {
-			st.log.Error("pxe: send reply", "remote", out[n].Addr.String(), "err", err)
+			st.log.Error("pxe: send reply", "remote", to[0].String(), "err", err)
 		}
-		out = out[n+1:]
+		bufs, to = bufs[1:], to[1:]
 	}
 }
 
