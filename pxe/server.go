@@ -402,8 +402,10 @@ const readBatch = 32
 // set of workers over a channel as deep as the worker count: when all
 // workers are busy the reader waits and further packets queue in the
 // kernel, so memory and goroutines stay bounded and a slow policy holds
-// up only the workers it occupies. On Linux UDP sockets reads are batched
-// with recvmmsg, which matters under a boot storm. It returns nil once
+// up only the workers it occupies. On UDP sockets reads are batched with
+// recvmmsg and the reader's replies to one batch go out with one sendmmsg
+// (batchConn), which matters under a boot storm; replies are built in
+// memory the reader reuses (scratch, wire.go). It returns nil once
 // conn is closed for shutdown, after the workers have finished.
 func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, workers int) error {
 	free := make(chan *packet, workers+readBatch+1)
