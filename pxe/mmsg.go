@@ -44,10 +44,22 @@ type mmsghdr struct {
 	len uint32
 }
 
+// newBatchConn returns a batchConn for c reading and writing up to n
+// datagrams at once, or an error when c is not an AF_INET socket (a
+// dual-stack "udp" socket, say, whose addresses are IPv6).
 func newBatchConn(c *net.UDPConn, n int) (*batchConn, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, err
+	}
+	domain := -1
+	if err := rc.Control(func(fd uintptr) {
+		domain, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+	}); err != nil {
+		return nil, err
+	}
+	if domain != unix.AF_INET {
+		return nil, errNotIPv4
 	}
 	return &batchConn{
 		rc:     rc,
@@ -118,8 +130,8 @@ func (b *batchConn) from(i int, addr *net.UDPAddr, ip *[4]byte) {
 	*addr = net.UDPAddr{IP: ip[:], Port: int(port[0])<<8 | int(port[1])}
 }
 
-// errNotIPv4 is the error for a reply to an address a UDP/IPv4 socket
-// cannot send to.
+// errNotIPv4 is the error for a socket that is not UDP over IPv4 and for
+// a reply to an address such a socket cannot send to.
 var errNotIPv4 = errors.New("pxe: not an IPv4 address")
 
 // write sends bufs[i] to to[i] with one sendmmsg, waiting while the

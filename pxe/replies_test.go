@@ -220,3 +220,28 @@ func exchangeRaw(t *testing.T, addr *net.UDPAddr, pkt *dhcpv4.DHCPv4, wait time.
 	require.NoError(t, err)
 	return buf[:n]
 }
+
+// TestServerDualStackSocket: a caller's dual-stack "udp" socket (IPv6,
+// taking IPv4 as mapped addresses) still gets unicast replies to the
+// sender, as the IPv4 socket does; the reader must not lose the sender's
+// address to the IPv6 form.
+func TestServerDualStackSocket(t *testing.T) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{})
+	require.NoError(t, err)
+	s := &pxe.Server{Mode: pxe.ModeFull, Network: testNetwork(), Conn: conn, ServerIP: serverIP}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		assert.NoError(t, <-done)
+	})
+	addr := &net.UDPAddr{IP: serverIP, Port: conn.LocalAddr().(*net.UDPAddr).Port}
+	req := discover(t, fixtureByName(t, "plain-dhcp-client"))
+	b := exchangeRaw(t, addr, req, 2*time.Second)
+	require.NotNil(t, b, "no unicast reply to the sender")
+	reply, err := dhcpv4.FromBytes(b)
+	require.NoError(t, err)
+	assert.Equal(t, dhcpv4.MessageTypeOffer, reply.MessageType())
+	assert.Equal(t, req.TransactionID, reply.TransactionID)
+}
