@@ -71,9 +71,9 @@ var (
 //
 // On Linux the server sends octet transfers itself: lock-step, from a
 // blocking socket per transfer whose thread sleeps in the kernel until the
-// acknowledgement arrives. On loopback that made single-client transfers
-// about 1.4 times as fast as through Go's netpoller, and faster than
-// tftpd-hpa (bench/serve/README.md). Duplicate acknowledgements are
+// acknowledgement arrives. On loopback that made transfers about as fast
+// as tftpd-hpa's or faster, where pin/tftp's sender, waiting in Go's
+// netpoller for every block, had been slower (bench/serve/README.md). Duplicate acknowledgements are
 // ignored, block numbers wrap from 65535 to 0, and a client whose port has
 // closed ends its transfer at once. github.com/pin/tftp/v3 reads the
 // requests, and sends netascii transfers (line-end conversion), every
