@@ -214,8 +214,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		hs := &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       60 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+			// Firmware fetches its files back to back, then starts a
+			// kernel without closing its connections. A machine that
+			// reboots within the idle timeout may reuse the same local
+			// port (lwIP in lpxelinux counts its ports from a fixed
+			// start) and meet the previous boot's connection still open
+			// here. A short timeout closes it while the booted kernel
+			// can still answer with a reset.
+			IdleTimeout: 5 * time.Second,
+			ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 		wg.Go(func() {
 			err := hs.Serve(s.HTTPListener)

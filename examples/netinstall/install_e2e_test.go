@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -262,6 +263,16 @@ func installFlow(t *testing.T, fw vmtest.Firmware, kernel, store string, gens []
 		},
 		Loaders: loaders,
 	}
+	// The server's log, shown when the test fails: firmware consoles say
+	// only that a download failed, the log says why.
+	serverLog := &lockedBuffer{}
+	srv.Logger = slog.New(slog.NewTextHandler(serverLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			b := serverLog.String()
+			t.Logf("server log (last 8 KiB of %d bytes):\n%s", len(b), b[max(0, len(b)-8192):])
+		}
+	})
 	n.Go(srv.Serve)
 	// The binary cache on a port of its own.
 	cacheLn := n.Listen("tcp", net.JoinHostPort(ip, "8081"))
@@ -463,4 +474,22 @@ func installerLines(console string) string {
 		}
 	}
 	return b.String()
+}
+
+// lockedBuffer is a bytes.Buffer a logger and the test can share.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
