@@ -456,10 +456,14 @@ func errorPacket(code int, msg string) []byte {
 	return append(b, 0)
 }
 
-// TFTP opcodes.
+// TFTP opcodes (RFC 1350 section 5; OACK from RFC 2347).
 const (
-	opRRQ = 1
-	opWRQ = 2
+	opRRQ   = 1
+	opWRQ   = 2
+	opDATA  = 3
+	opACK   = 4
+	opERROR = 5
+	opOACK  = 6
 )
 
 // canonicalRequest checks a packet arriving on the listening socket. Packets

@@ -1,6 +1,7 @@
 package netboot
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,14 +16,6 @@ import (
 // its own (tftp_send_linux.go) instead of pin/tftp's sender, whose
 // per-block read deadline and netpoller wake-up made single-client
 // transfers slower than tftpd-hpa's (bench/serve/README.md).
-
-// TFTP opcodes of the data phase (RFC 1350 section 5, RFC 2347).
-const (
-	opDATA  = 3
-	opACK   = 4
-	opERROR = 5
-	opOACK  = 6
-)
 
 // errRecvTimeout is what a transferConn's recv returns when nothing arrived
 // in time; errRecvInterrupted when a signal cut the wait short.
@@ -81,22 +74,13 @@ func parseReadRequest(pkt []byte) (readRequest, error) {
 func splitNUL(b []byte) []string {
 	var out []string
 	for {
-		i := indexNUL(b)
+		i := bytes.IndexByte(b, 0)
 		if i < 0 {
 			return out
 		}
 		out = append(out, string(b[:i]))
 		b = b[i+1:]
 	}
-}
-
-func indexNUL(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
-		}
-	}
-	return -1
 }
 
 // tftpClientError is an ERROR packet the client sent.
@@ -211,7 +195,7 @@ func (l *lockstep) waitAck(block uint16) (bool, error) {
 				}
 			case opERROR:
 				msg := l.ack[4:n]
-				if i := indexNUL(msg); i >= 0 {
+				if i := bytes.IndexByte(msg, 0); i >= 0 {
 					msg = msg[:i]
 				}
 				return false, &tftpClientError{code: int(binary.BigEndian.Uint16(l.ack[2:])), msg: string(msg)}

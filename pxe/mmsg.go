@@ -79,21 +79,37 @@ func newBatchConn(c *net.UDPConn, n int) (*batchConn, error) {
 func (b *batchConn) read(bufs [][]byte) (int, error) {
 	k := min(len(bufs), len(b.rhdrs))
 	for i := range k {
-		b.riovs[i] = unix.Iovec{Base: unsafe.SliceData(bufs[i])}
-		b.riovs[i].SetLen(len(bufs[i]))
 		b.rnames[i] = unix.RawSockaddrInet4{}
-		b.rhdrs[i] = mmsghdr{}
-		h := &b.rhdrs[i].hdr
-		h.Name = (*byte)(unsafe.Pointer(&b.rnames[i]))
-		h.Namelen = unix.SizeofSockaddrInet4
-		h.Iov = &b.riovs[i]
-		h.SetIovlen(1)
+		setMsg(&b.rhdrs[i], &b.riovs[i], &b.rnames[i], bufs[i])
+	}
+	n, err := mmsg(b.rc.Read, unix.SYS_RECVMMSG, "recvmmsg", b.rhdrs[:k])
+	runtime.KeepAlive(bufs)
+	return n, err
+}
+
+// setMsg points h at one datagram buffer and its IPv4 address.
+func setMsg(h *mmsghdr, iov *unix.Iovec, name *unix.RawSockaddrInet4, buf []byte) {
+	*iov = unix.Iovec{Base: unsafe.SliceData(buf)}
+	iov.SetLen(len(buf))
+	*h = mmsghdr{}
+	h.hdr.Name = (*byte)(unsafe.Pointer(name))
+	h.hdr.Namelen = unix.SizeofSockaddrInet4
+	h.hdr.Iov = iov
+	h.hdr.SetIovlen(1)
+}
+
+// mmsg runs recvmmsg or sendmmsg (sysno) on hdrs through wait (the raw
+// connection's Read or Write), which parks in the network poller while
+// the call would block, and returns how many datagrams it moved.
+func mmsg(wait func(func(fd uintptr) bool) error, sysno uintptr, name string, hdrs []mmsghdr) (int, error) {
+	if len(hdrs) == 0 {
+		return 0, nil
 	}
 	var n int
 	var errno syscall.Errno
-	err := b.rc.Read(func(fd uintptr) bool {
+	err := wait(func(fd uintptr) bool {
 		for {
-			r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.rhdrs[0])), uintptr(k), 0, 0, 0)
+			r, _, e := unix.RawSyscall6(sysno, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), 0, 0, 0)
 			switch e {
 			case unix.EINTR:
 				continue
@@ -104,12 +120,11 @@ func (b *batchConn) read(bufs [][]byte) (int, error) {
 			return true
 		}
 	})
-	runtime.KeepAlive(bufs)
 	if err != nil {
 		return 0, err
 	}
 	if errno != 0 {
-		return 0, os.NewSyscallError("recvmmsg", errno)
+		return 0, os.NewSyscallError(name, errno)
 	}
 	return n, nil
 }
@@ -152,36 +167,9 @@ func (b *batchConn) write(bufs [][]byte, to []*net.UDPAddr) (int, error) {
 		*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: [4]byte(ip)}
 		port := (*[2]byte)(unsafe.Pointer(&sa.Port))
 		port[0], port[1] = byte(to[i].Port>>8), byte(to[i].Port)
-		b.wiovs[i] = unix.Iovec{Base: unsafe.SliceData(bufs[i])}
-		b.wiovs[i].SetLen(len(bufs[i]))
-		b.whdrs[i] = mmsghdr{}
-		h := &b.whdrs[i].hdr
-		h.Name = (*byte)(unsafe.Pointer(sa))
-		h.Namelen = unix.SizeofSockaddrInet4
-		h.Iov = &b.wiovs[i]
-		h.SetIovlen(1)
+		setMsg(&b.whdrs[i], &b.wiovs[i], sa, bufs[i])
 	}
-	var n int
-	var errno syscall.Errno
-	err := b.rc.Write(func(fd uintptr) bool {
-		for {
-			r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.whdrs[0])), uintptr(k), 0, 0, 0)
-			switch e {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
+	n, err := mmsg(b.rc.Write, unix.SYS_SENDMMSG, "sendmmsg", b.whdrs[:k])
 	runtime.KeepAlive(bufs)
-	if err != nil {
-		return 0, err
-	}
-	if errno != 0 {
-		return 0, os.NewSyscallError("sendmmsg", errno)
-	}
-	return n, nil
+	return n, err
 }
