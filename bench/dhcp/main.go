@@ -54,6 +54,7 @@ func main() {
 	rates := flag.String("rates", "500,1000,2000,4000,8000,12000,16000,24000,32000", "offered DISCOVER rates per second, comma-separated")
 	period := flag.Duration("period", 4*time.Second, "how long perfdhcp runs at each rate")
 	clients := flag.Int("clients", 20000, "distinct client MACs perfdhcp simulates (-R)")
+	pin := flag.Bool("pin", false, "run perfdhcp on CPU 0 and the servers (this process, dnsmasq) on CPU 1, so that neither side takes the other's core")
 	reps := flag.Int("reps", 3, "runs per server and rate; the median is reported")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of this process (the nixboot server) to this file")
 	flag.Parse()
@@ -72,6 +73,12 @@ func main() {
 			f.Close()
 		}()
 	}
+	if *pin && os.Getenv(pinnedEnv) == "" {
+		if err := repin(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/dhcp: -pin:", err)
+			os.Exit(1)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, *rates, *period, *clients, max(*reps, 1)); err != nil {
@@ -79,6 +86,28 @@ func main() {
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
+}
+
+// pinnedEnv marks the process repin started on CPU 1.
+const pinnedEnv = "NIXBOOT_BENCH_DHCP_PINNED"
+
+// repin runs this program again on CPU 1 alone. Every thread it and
+// dnsmasq start inherits that; perfdhcp is started on CPU 0 (see perfdhcp).
+// It returns only on failure.
+func repin() error {
+	if runtime.NumCPU() < 2 {
+		return errors.New("needs at least 2 CPUs")
+	}
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	env := append(os.Environ(), pinnedEnv+"=1")
+	return syscall.Exec(taskset, append([]string{"taskset", "-c", "1", self}, os.Args[1:]...), env)
 }
 
 type result struct {
@@ -142,6 +171,9 @@ func run(ctx context.Context, rateList string, period time.Duration, clients, re
 	defer os.RemoveAll(tmp)
 
 	fmt.Printf("perfdhcp -i (DISCOVER-OFFER), %d clients, %v per run, median of %d runs, GOMAXPROCS=%d, %d CPUs\n", clients, period, reps, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	if os.Getenv(pinnedEnv) != "" {
+		fmt.Println("pinned: perfdhcp on CPU 0, the servers on CPU 1")
+	}
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fmt.Printf("load average at start: %s", la)
 	}
@@ -344,8 +376,12 @@ func perfdhcp(ctx context.Context, n *netns, perf string, rate, clients int, per
 	ctx, cancel := context.WithTimeout(ctx, period+30*time.Second)
 	defer cancel()
 	secs := strconv.FormatFloat(period.Seconds(), 'f', -1, 64)
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.cli, perf, "-4", "-l", n.cli, "-i",
-		"-r", strconv.Itoa(rate), "-R", strconv.Itoa(clients), "-p", secs, "-W", "500000", "10.78.0.1")
+	args := []string{"ip", "netns", "exec", n.cli, perf, "-4", "-l", n.cli, "-i",
+		"-r", strconv.Itoa(rate), "-R", strconv.Itoa(clients), "-p", secs, "-W", "500000", "10.78.0.1"}
+	if os.Getenv(pinnedEnv) != "" {
+		args = append([]string{"taskset", "-c", "0"}, args...)
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	out, err := cmd.CombinedOutput()
 	// perfdhcp exits 3 when packets were dropped; the counters still hold.
 	var ee *exec.ExitError
