@@ -22,6 +22,10 @@ type Segment struct {
 	Compress    CompressOptions
 	// Entries are written in this order; pass them through Plan first.
 	Entries []Entry
+	// Stream, when not nil, supplies the entries instead, read from its
+	// inputs while the segment is written (see PlanStream); Entries must
+	// then be empty.
+	Stream *Stream
 }
 
 // WriteOptions control writing. The zero value is usable.
@@ -71,7 +75,7 @@ func WriteSegment(ctx context.Context, w io.Writer, seg Segment, opt WriteOption
 	cw := NewWriter(bw)
 	cw.SetNextInode(info.FirstInode)
 	src := newSourceOpener()
-	err = writeEntries(ctx, cw, seg.Entries, src, opt.Progress)
+	n, err := writeEntries(ctx, cw, seg, src, opt.Progress)
 	src.close()
 	if err == nil {
 		err = cw.Close()
@@ -82,7 +86,7 @@ func WriteSegment(ctx context.Context, w io.Writer, seg Segment, opt WriteOption
 	if cerr := comp.Close(); err == nil {
 		err = cerr
 	}
-	info.Size, info.Unpacked, info.Entries, info.NextInode = cout.n, cw.Written(), len(seg.Entries), cw.NextInode()
+	info.Size, info.Unpacked, info.Entries, info.NextInode = cout.n, cw.Written(), n, cw.NextInode()
 	if err != nil {
 		return info, err
 	}
@@ -93,38 +97,71 @@ func WriteSegment(ctx context.Context, w io.Writer, seg Segment, opt WriteOption
 	return info, nil
 }
 
-func writeEntries(ctx context.Context, cw *Writer, entries []Entry, src *sourceOpener, progress func(done, total int64)) error {
-	var total, done int64
-	for i := range entries {
-		if entries[i].Type == TypeReg {
-			total += entries[i].Size
+// writeEntries writes seg's entries and returns how many it wrote.
+func writeEntries(ctx context.Context, cw *Writer, seg Segment, src *sourceOpener, progress func(done, total int64)) (int, error) {
+	ew := entryWriter{ctx: ctx, cw: cw, src: src, progress: progress, buf: make([]byte, 256<<10)}
+	if seg.Stream == nil {
+		for i := range seg.Entries {
+			if seg.Entries[i].Type == TypeReg {
+				ew.total += seg.Entries[i].Size
+			}
+		}
+		for i := range seg.Entries {
+			if err := ew.write(&seg.Entries[i]); err != nil {
+				return ew.n, err
+			}
+		}
+		return ew.n, nil
+	}
+	if len(seg.Entries) > 0 {
+		return 0, fmt.Errorf("%w: segment has both Entries and a Stream", ErrInvalidHeader)
+	}
+	ew.total = seg.Stream.Size()
+	for e, err := range seg.Stream.All() {
+		if err == nil {
+			err = ew.write(&e)
+		}
+		if err != nil {
+			return ew.n, err
 		}
 	}
-	buf := make([]byte, 256<<10)
-	for i := range entries {
-		e := &entries[i]
-		if i%256 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		if err := cw.WriteHeader(&e.Header); err != nil {
+	return ew.n, nil
+}
+
+// entryWriter writes entries and their data, counting them.
+type entryWriter struct {
+	ctx         context.Context
+	cw          *Writer
+	src         *sourceOpener
+	progress    func(done, total int64)
+	buf         []byte
+	n           int
+	done, total int64
+}
+
+func (ew *entryWriter) write(e *Entry) error {
+	if ew.n%256 == 0 {
+		if err := ew.ctx.Err(); err != nil {
 			return err
 		}
-		if e.Type != TypeReg || e.Size == 0 {
-			continue
+	}
+	if err := ew.cw.WriteHeader(&e.Header); err != nil {
+		return err
+	}
+	ew.n++
+	if e.Type != TypeReg || e.Size == 0 {
+		return nil
+	}
+	if e.Data != nil {
+		if _, err := ew.cw.Write(e.Data); err != nil {
+			return entryErr(e.Name, err)
 		}
-		if e.Data != nil {
-			if _, err := cw.Write(e.Data); err != nil {
-				return entryErr(e.Name, err)
-			}
-		} else if err := copySource(ctx, cw, e, src, buf); err != nil {
-			return err
-		}
-		done += e.Size
-		if progress != nil {
-			progress(done, total)
-		}
+	} else if err := copySource(ew.ctx, ew.cw, e, ew.src, ew.buf); err != nil {
+		return err
+	}
+	ew.done += e.Size
+	if ew.progress != nil {
+		ew.progress(ew.done, ew.total)
 	}
 	return nil
 }
@@ -313,7 +350,7 @@ func Write(ctx context.Context, w io.Writer, segs []Segment, opt WriteOptions) (
 		}
 	}
 	for _, s := range segs {
-		if err := checkParents(s.Entries, dirs); err != nil {
+		if err := checkSegmentParents(s, dirs); err != nil {
 			return nil, err
 		}
 	}
@@ -344,6 +381,29 @@ func Write(ctx context.Context, w io.Writer, segs []Segment, opt WriteOptions) (
 // builtinDirs returns the directories of the kernel's built-in initramfs
 // (usr/default_cpio_list), unpacked before any initrd.
 func builtinDirs() map[string]bool { return map[string]bool{"dev": true, "root": true} }
+
+// checkSegmentParents is checkParents for a segment of entries or a
+// Stream; a Stream's own parents were checked by PlanStream, which
+// recorded the directories it expects from earlier segments.
+func checkSegmentParents(seg Segment, dirs map[string]bool) error {
+	if seg.Stream == nil {
+		return checkParents(seg.Entries, dirs)
+	}
+	// Report the first entry in archive order, as checkParents does.
+	missing := ""
+	for d, name := range seg.Stream.needs {
+		if !dirs[d] && (missing == "" || name < seg.Stream.needs[missing]) {
+			missing = d
+		}
+	}
+	if missing != "" {
+		return entryErr(seg.Stream.needs[missing], fmt.Errorf("%w: %q is not written before it (use PlanOptions.Existing for directories of earlier segments)", ErrMissingParent, missing))
+	}
+	for _, d := range seg.Stream.dirs {
+		dirs[d] = true
+	}
+	return nil
+}
 
 // checkParents checks that each entry's parent is in dirs or a directory
 // entry before it, adding the segment's directories to dirs.
@@ -450,7 +510,7 @@ func AppendFile(ctx context.Context, name string, seg Segment, opt WriteOptions)
 		if n := len(segs); n > 0 && segs[n-1].Compression == LZ4 {
 			return SegmentInfo{}, fmt.Errorf("%w: %s ends with an lz4 segment, nothing can follow it", ErrCompression, name)
 		}
-		if err := checkParents(seg.Entries, dirs); err != nil {
+		if err := checkSegmentParents(seg, dirs); err != nil {
 			return SegmentInfo{}, fmt.Errorf("initrd: append to %s: %w", name, err)
 		}
 		if opt.FirstInode == 0 {

@@ -17,7 +17,24 @@
 // order, duplicates an error unless [PlanOptions.LastWins], hard-link groups,
 // the SOURCE_DATE_EPOCH clamp ([EpochFromEnv]) and root ownership.
 // [Dedup] then stores identical files once, as hard links (store closures
-// repeat many files), saving archive size and unpacked RAM.
+// repeat many files), saving archive size and unpacked RAM. Dedup works on
+// the whole entry list, so it costs the list's memory (see below).
+//
+// # Streaming
+//
+// Tree, Closure and Plan hold every entry in memory, about 200 bytes each
+// (a 100 000-file tree takes about 20 MB). [PlanStream] plans the same
+// segment from [Input] values ([TreeInput], [ClosureInput],
+// [ClosureInfoInput], [EntriesInput]) without holding the entries: it walks
+// each host tree in archive order (full-path byte order: "a", "a-c", "a/b"),
+// one directory listing at a time, merges the walks with the sorted
+// in-memory entries, and makes every check Plan makes, keeping only the
+// segment's directory names and its hard-linked files. The returned
+// [Stream] goes into [Segment].Stream; writing it walks the trees a second
+// time, and a tree that changed in between fails with [ErrChanged]. The
+// output is byte for byte that of Tree (or Closure) and Plan on the same
+// inputs. Memory is then the directories on the walk's current path and
+// the compression jobs, whatever the number of entries.
 //
 // [Write] and [WriteFile] write segments one after another, each compressed
 // on its own ([None], [Gzip], [Zstd], [XZ] with CRC32, legacy [LZ4]), with
@@ -26,8 +43,9 @@
 // anything they check that every entry's parent comes first
 // ([ErrMissingParent]). [AppendFile] adds a small per-machine segment to an
 // existing initrd without rewriting it. Data is streamed from its sources;
-// memory is the entry list (about 200 bytes an entry) plus a few
-// compression jobs ([CompressOptions].ChunkSize), whatever the data size.
+// memory is the entry list (about 200 bytes an entry; none for a
+// [Stream]) plus a few compression jobs ([CompressOptions].ChunkSize),
+// whatever the data size.
 // bench/initrd/README.md has measured speed, size and memory. Each compressed segment is one zstd
 // frame, gzip member or xz stream, because the kernel decompresses one per
 // member and then insists on a record boundary; zstd and gzip still use

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -66,4 +68,48 @@ func Example() {
 	// 10 file  0644 etc/motd
 	// 11 file  0755 init
 	// dropped: 0 clashes: 0
+}
+
+// Build an initrd from a host tree without holding its entries in memory:
+// PlanStream checks the tree and the in-memory entries together, and
+// WriteFile walks the tree again while it writes.
+func ExamplePlanStream() {
+	dir, _ := os.MkdirTemp("", "example")
+	defer os.RemoveAll(dir)
+	tree := filepath.Join(dir, "root")
+	os.MkdirAll(filepath.Join(tree, "etc"), 0o755)
+	os.WriteFile(filepath.Join(tree, "etc", "hostname"), []byte("nb1\n"), 0o644)
+	os.Symlink("hostname", filepath.Join(tree, "etc", "hostname-link"))
+
+	st, err := initrd.PlanStream([]initrd.Input{
+		initrd.TreeInput(tree, ""),
+		initrd.EntriesInput(initrd.Entry{
+			Header: initrd.Header{Name: "/init", Type: initrd.TypeReg, Mode: 0o755, Size: 10},
+			Data:   []byte("#!/bin/sh\n"),
+		}),
+	}, initrd.PlanOptions{ClampTime: time.Unix(1700000000, 0), RootOwner: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	out := filepath.Join(dir, "initrd.img")
+	if _, err := initrd.WriteFile(context.Background(), out, []initrd.Segment{{Compression: initrd.Zstd, Stream: st}}, initrd.WriteOptions{}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	f, _ := os.Open(out)
+	defer f.Close()
+	rep, err := initrd.Inspect(context.Background(), f, initrd.InspectOptions{Entries: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, e := range rep.Entries {
+		fmt.Println(strings.TrimSpace(fmt.Sprintf("%-5s %04o %s %s", e.Type, e.Mode, e.Name, e.Linkname)))
+	}
+	// Output:
+	// dir   0755 etc
+	// file  0644 etc/hostname
+	// slink 0777 etc/hostname-link hostname
+	// file  0755 init
 }

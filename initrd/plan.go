@@ -90,7 +90,8 @@ func normName(name string) (string, error) {
 //   - ClampTime and RootOwner are applied.
 //
 // The input slice is not modified. The first error is returned wrapped in
-// an *EntryError naming the entry.
+// an *EntryError naming the entry. PlanStream does the same for trees and
+// closures without holding their entries in memory.
 func Plan(entries []Entry, opt PlanOptions) ([]Entry, error) {
 	out := make([]Entry, 0, len(entries))
 	index := make(map[string]int, len(entries))

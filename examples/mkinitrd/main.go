@@ -210,27 +210,43 @@ func run(ctx context.Context, log *slog.Logger, stdout, stderr io.Writer, o opti
 		if err != nil {
 			return err
 		}
+		popt := initrd.PlanOptions{LastWins: o.lastWins, ClampTime: epoch, RootOwner: o.rootOwner, Existing: existing}
+		seg := initrd.Segment{Compression: c, Compress: initrd.CompressOptions{Level: o.level, ChunkSize: o.chunk}}
+		if !o.dedup {
+			// Trees and closures are read while planning and again
+			// while writing, not held in memory.
+			inputs, err := inputsOf(spec.sources, o.storeDir)
+			if err != nil {
+				return err
+			}
+			if seg.Stream, err = initrd.PlanStream(inputs, popt); err != nil {
+				return fmt.Errorf("segment %d: %w", i, err)
+			}
+			existing = append(existing, seg.Stream.Dirs()...)
+			segs = append(segs, seg)
+			continue
+		}
+		// Dedup needs every entry at once.
 		entries, err := collect(spec.sources, o.storeDir)
 		if err != nil {
 			return err
 		}
-		planned, err := initrd.Plan(entries, initrd.PlanOptions{LastWins: o.lastWins, ClampTime: epoch, RootOwner: o.rootOwner, Existing: existing})
+		planned, err := initrd.Plan(entries, popt)
 		if err != nil {
 			return fmt.Errorf("segment %d: %w", i, err)
 		}
-		if o.dedup {
-			var stats initrd.DedupStats
-			if planned, stats, err = initrd.Dedup(ctx, planned, initrd.DedupOptions{}); err != nil {
-				return fmt.Errorf("segment %d: %w", i, err)
-			}
-			log.Info("deduplicated", "segment", i, "files", stats.Files, "bytes", stats.Bytes)
+		var stats initrd.DedupStats
+		if planned, stats, err = initrd.Dedup(ctx, planned, initrd.DedupOptions{}); err != nil {
+			return fmt.Errorf("segment %d: %w", i, err)
 		}
+		log.Info("deduplicated", "segment", i, "files", stats.Files, "bytes", stats.Bytes)
 		for _, e := range planned {
 			if e.Type == initrd.TypeDir {
 				existing = append(existing, e.Name)
 			}
 		}
-		segs = append(segs, initrd.Segment{Compression: c, Compress: initrd.CompressOptions{Level: o.level, ChunkSize: o.chunk}, Entries: planned})
+		seg.Entries = planned
+		segs = append(segs, seg)
 	}
 	last := int64(-1)
 	wopt := initrd.WriteOptions{Logger: log, Progress: func(done, total int64) {
@@ -260,6 +276,32 @@ func run(ctx context.Context, log *slog.Logger, stdout, stderr io.Writer, o opti
 		log.Info("segment written", "file", o.out, "segment", i, "compression", s.Compression.String(), "bytes", s.Size, "unpacked", s.Unpacked, "entries", s.Entries)
 	}
 	return nil
+}
+
+// inputsOf turns a segment's sources into PlanStream inputs, in flag
+// order.
+func inputsOf(sources []source, storeDir string) ([]initrd.Input, error) {
+	var inputs []initrd.Input
+	for _, s := range sources {
+		switch s.kind {
+		case "tree":
+			dir, prefix, _ := strings.Cut(s.arg, ":")
+			inputs = append(inputs, initrd.TreeInput(dir, prefix))
+		case "closure-info":
+			in, err := initrd.ClosureInfoInput(s.arg, storeDir)
+			if err != nil {
+				return nil, err
+			}
+			inputs = append(inputs, in)
+		default:
+			es, err := collect([]source{s}, storeDir)
+			if err != nil {
+				return nil, err
+			}
+			inputs = append(inputs, initrd.EntriesInput(es...))
+		}
+	}
+	return inputs, nil
 }
 
 // collect turns a segment's sources into entries, in flag order.
