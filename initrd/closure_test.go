@@ -38,6 +38,16 @@ func TestClosureInfoLoadsIntoNix(t *testing.T) {
 	_, err = initrd.Write(context.Background(), &buf, []initrd.Segment{{Compression: initrd.Zstd, Entries: planned}}, initrd.WriteOptions{})
 	require.NoError(t, err)
 
+	// The streaming path gives the same bytes for a real closure.
+	in, err := initrd.ClosureInfoInput(info, c.StoreDir())
+	require.NoError(t, err)
+	st, err := initrd.PlanStream([]initrd.Input{in}, initrd.PlanOptions{RootOwner: true})
+	require.NoError(t, err)
+	var streamed bytes.Buffer
+	_, err = initrd.Write(context.Background(), &streamed, []initrd.Segment{{Compression: initrd.Zstd, Stream: st}}, initrd.WriteOptions{})
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(buf.Bytes(), streamed.Bytes()), "streamed closure differs (%d and %d bytes)", buf.Len(), streamed.Len())
+
 	rep, err := initrd.Inspect(context.Background(), bytes.NewReader(buf.Bytes()), initrd.InspectOptions{Entries: true})
 	require.NoError(t, err)
 	require.Empty(t, rep.Dropped)

@@ -104,10 +104,14 @@ type Stream struct {
 	dirs    []string          // every directory of the segment
 	needs   map[string]string // directory expected from earlier segments -> first entry needing it
 	ids     map[linkID]*idGroup
-	groups  map[string]*nameGroup
-	targets map[string]bool // names TypeLink entries of EntriesInputs point to
-	n       int
-	size    int64
+	// While planning: the hard-link scopes of store paths, and the files
+	// seen in each (see pruneScope).
+	storeScope map[int]bool
+	scopeIDs   map[int][]linkID
+	groups     map[string]*nameGroup
+	targets    map[string]bool // names TypeLink entries of EntriesInputs point to
+	n          int
+	size       int64
 }
 
 // prepared is an Input ready to be walked: entries cleaned and sorted,
@@ -154,7 +158,7 @@ type nameGroup struct {
 // archive order rather than input order).
 func PlanStream(inputs []Input, opt PlanOptions) (*Stream, error) {
 	s := &Stream{opt: opt, existing: map[string]bool{}, pmode: opt.ParentMode,
-		needs: map[string]string{}, ids: map[linkID]*idGroup{}, groups: map[string]*nameGroup{}, targets: map[string]bool{}}
+		needs: map[string]string{}, ids: map[linkID]*idGroup{}, storeScope: map[int]bool{}, scopeIDs: map[int][]linkID{}, groups: map[string]*nameGroup{}, targets: map[string]bool{}}
 	if s.pmode == 0 {
 		s.pmode = 0o755
 	}
@@ -173,6 +177,9 @@ func PlanStream(inputs []Input, opt PlanOptions) (*Stream, error) {
 		case inputTree:
 			scope++
 		case inputStore:
+			for i := range in.bases {
+				s.storeScope[scope+i] = true
+			}
 			scope += len(in.bases)
 			if len(in.registration) > 0 {
 				p.reg = []Entry{{Header: Header{Name: RegistrationName, Type: TypeReg, Mode: 0o644, Size: int64(len(in.registration))}, Data: in.registration}}
@@ -214,6 +221,9 @@ func PlanStream(inputs []Input, opt PlanOptions) (*Stream, error) {
 				if g == nil {
 					g = &idGroup{first: e.Name, size: e.Size}
 					s.ids[it.id] = g
+					if s.storeScope[it.id.scope] {
+						s.scopeIDs[it.id.scope] = append(s.scopeIDs[it.id.scope], it.id)
+					}
 				}
 				g.count++
 			}
@@ -235,6 +245,7 @@ func PlanStream(inputs []Input, opt PlanOptions) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.storeScope, s.scopeIDs = nil, nil
 	slices.Sort(st.created)
 	for _, d := range st.created {
 		s.created = append(s.created, Entry{Header: Header{Name: d, Type: TypeDir, Mode: s.pmode, ModTime: opt.ClampTime}})
@@ -387,6 +398,9 @@ type planState struct {
 	isNew   map[string]bool
 	digests [][]uint64
 	walkers []*walker
+	// Store paths the walk has left, whose files' hard-link counts are
+	// complete (pruned after the current entry).
+	done []int
 }
 
 type ancestor struct {
@@ -409,6 +423,9 @@ func (s *Stream) newState(write bool) *planState {
 		case inputStore:
 			w := newStoreWalker(p.in.dir, p.in.bases, p.scope)
 			w.check, w.digests = write, p.digests
+			if !write {
+				w.done = func(scope int) { st.done = append(st.done, scope) }
+			}
 			st.walkers = append(st.walkers, w)
 			c = &chainCursor{cs: []cursor{&sliceCursor{entries: p.reg}, w}}
 		}
@@ -508,7 +525,24 @@ func (st *planState) run(f func(*item) error) error {
 		if err := f(&cur); err != nil {
 			return err
 		}
+		for _, sc := range st.done {
+			st.s.pruneScope(sc)
+		}
+		st.done = st.done[:0]
 	}
+}
+
+// pruneScope forgets the files of a finished store path that have only
+// one name in it: in a store optimised by nix-store --optimise nearly
+// every file has other names (under /nix/store/.links), and keeping them
+// all would make the plan's memory grow with the closure.
+func (s *Stream) pruneScope(scope int) {
+	for _, id := range s.scopeIDs[scope] {
+		if g := s.ids[id]; g != nil && g.count < 2 {
+			delete(s.ids, id)
+		}
+	}
+	delete(s.scopeIDs, scope)
 }
 
 // fill reads cursor i's next item, cleaned and checked as Plan does.

@@ -177,7 +177,16 @@ func TestStreamClosureMatchesPlan(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(store, "aaaa-pkg-dev", "lib", "x.a"), []byte("archive"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(store, "bbbb-file"), []byte("a store path that is a file"), 0o644))
 	require.NoError(t, os.Symlink("aaaa-pkg", filepath.Join(store, "cccc-link")))
-	paths := []string{"/nix/store/cccc-link", "/nix/store/aaaa-pkg-dev", "/nix/store/aaaa-pkg", "/nix/store/bbbb-file", "/nix/store/aaaa-pkg"}
+	// A store path whose last entry is the second name of a file, and
+	// one whose files have names in another store path only (as
+	// nix-store --optimise leaves them): not links in the archive.
+	require.NoError(t, os.MkdirAll(filepath.Join(store, "eeee-pair"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(store, "eeee-pair", "a"), []byte("pair"), 0o644))
+	require.NoError(t, os.Link(filepath.Join(store, "eeee-pair", "a"), filepath.Join(store, "eeee-pair", "b")))
+	require.NoError(t, os.MkdirAll(filepath.Join(store, "ffff-other"), 0o755))
+	require.NoError(t, os.Link(filepath.Join(store, "eeee-pair", "a"), filepath.Join(store, "ffff-other", "c")))
+	paths := []string{"/nix/store/cccc-link", "/nix/store/aaaa-pkg-dev", "/nix/store/aaaa-pkg", "/nix/store/bbbb-file", "/nix/store/aaaa-pkg",
+		"/nix/store/ffff-other", "/nix/store/eeee-pair"}
 	reg := []byte("registration\n")
 	opt := initrd.PlanOptions{ClampTime: time.Unix(1600000000, 0), RootOwner: true}
 

@@ -169,6 +169,9 @@ type walker struct {
 	check   bool
 	start   func(w *walker) error
 	started bool
+	// done, when set, is called with a store path's hard-link scope once
+	// the walk has left that store path.
+	done func(scope int)
 }
 
 // newTreeWalker walks the host directory dir, named prefix in the archive,
@@ -324,6 +327,9 @@ func (w *walker) next() (item, bool, error) {
 			fr.f.Close()
 			w.frames[len(w.frames)-1] = nil
 			w.frames = w.frames[:len(w.frames)-1]
+			if n := len(w.frames); n == 1 && w.frames[0].store && w.done != nil {
+				w.done(fr.scope)
+			}
 			continue
 		}
 		k := &fr.keys[fr.i]

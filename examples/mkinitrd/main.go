@@ -14,7 +14,10 @@
 // xz, lz4), typically an uncompressed early-microcode segment and then the
 // compressed main one. Directories of earlier segments are not created
 // again. SOURCE_DATE_EPOCH clamps modification times. Progress goes to
-// standard error.
+// standard error. Trees and closures are streamed (initrd.PlanStream): read
+// once to plan and once to write, never held in memory, so memory does
+// not grow with the number of files; -dedup needs every entry at once and
+// holds them (about 200 bytes each).
 package main
 
 import (
@@ -124,12 +127,13 @@ func main() {
 	}
 	memLimit := &o.memLimit
 	if *memLimit > 0 {
-		// Memory use is dominated by the entry list and the compressor's
-		// jobs; the limit keeps the garbage collector from letting the
-		// heap double on top of them. 56 MiB rather than less: with 100 000
-		// entries both take about 40 MB, and at 48 MiB the collector ran
-		// about 265 times per build instead of about 30, for the same
-		// peak RSS (bench/initrd/README.md).
+		// Memory use is dominated by the compressor's jobs (and, with
+		// -dedup, the entry list: about 200 bytes an entry); the limit
+		// keeps the garbage collector from letting the heap double on
+		// top of them. 56 MiB rather than less: with a 100 000-entry list
+		// both took about 40 MB, and at 48 MiB the collector ran about
+		// 265 times per build instead of about 30, for the same peak RSS
+		// (bench/initrd/README.md).
 		debug.SetMemoryLimit(*memLimit)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
