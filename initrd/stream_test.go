@@ -327,3 +327,72 @@ func TestStreamSourceChanged(t *testing.T) {
 		})
 	}
 }
+
+// fuzzNames are names that sort in the ways that matter: next to '/'
+// boundaries, unclean forms of the same path, and names that climb out.
+var fuzzNames = []string{"a", "a-", "a-c", "a.d", "a/b", "a/b/c", "a-c/d", "a.d/e", "b", "a/b-", "a/b.c/d",
+	"x/y/z", "./a", "/a/b", "a//b", "a/b/", "..", "a/../b", "a0", "a0/x", "usr/lib", "usr-lib"}
+
+// entriesFromBytes decodes b, three bytes an entry, into entries of every
+// type with names from fuzzNames.
+func entriesFromBytes(b []byte) []initrd.Entry {
+	var es []initrd.Entry
+	for i := 0; i+2 < len(b) && len(es) < 24; i += 3 {
+		name := fuzzNames[int(b[i+1])%len(fuzzNames)]
+		other := fuzzNames[int(b[i+2])%len(fuzzNames)]
+		h := initrd.Header{Name: name, Mode: 0o644 | uint32(b[i+2]&1)<<6, Uid: uint32(b[i] >> 4), ModTime: time.Unix(int64(b[i+2])*1000, 0)}
+		e := initrd.Entry{}
+		switch b[i] % 6 {
+		case 0:
+			h.Type, h.Size = initrd.TypeReg, int64(b[i+2]%3)
+			e.Data = bytes.Repeat([]byte{b[i]}, int(h.Size))
+		case 1:
+			h.Type = initrd.TypeDir
+		case 2:
+			h.Type, h.Linkname = initrd.TypeSymlink, other
+		case 3:
+			h.Type, h.Linkname = initrd.TypeLink, other
+		case 4:
+			h.Type, h.Devmajor, h.Devminor = initrd.TypeChar, 5, uint32(b[i+2])
+		case 5:
+			h.Type = initrd.TypeFifo
+		}
+		e.Header = h
+		es = append(es, e)
+	}
+	return es
+}
+
+// FuzzPlanStream: for in-memory entries, PlanStream accepts exactly what
+// Plan accepts and yields the same entries, with or without last-wins,
+// split into one or two inputs at any point.
+func FuzzPlanStream(f *testing.F) {
+	f.Add([]byte{0, 4, 1, 3, 1, 4, 1, 2, 0}, uint8(0))
+	f.Add([]byte{0, 0, 0, 0, 5, 0, 3, 2, 1, 1, 19, 0, 0, 20, 1}, uint8(3))
+	f.Add([]byte{1, 0, 0, 0, 0, 2, 3, 8, 0, 3, 4, 0}, uint8(1))
+	f.Fuzz(func(t *testing.T, b []byte, split uint8) {
+		es := entriesFromBytes(b)
+		cut := 0
+		if len(es) > 0 {
+			cut = int(split>>1) % (len(es) + 1)
+		}
+		opt := initrd.PlanOptions{LastWins: split&1 == 1, ClampTime: time.Unix(100000, 0), Existing: []string{"usr"}}
+		planned, planErr := initrd.Plan(es, opt)
+		st, err := initrd.PlanStream([]initrd.Input{initrd.EntriesInput(es[:cut]...), initrd.EntriesInput(es[cut:]...)}, opt)
+		if planErr != nil {
+			require.Error(t, err, "Plan: %v", planErr)
+			return
+		}
+		require.NoError(t, err)
+		var got []initrd.Entry
+		for e, err := range st.All() {
+			require.NoError(t, err)
+			got = append(got, e)
+		}
+		if len(planned) == 0 {
+			require.Empty(t, got)
+			return
+		}
+		require.Equal(t, planned, got)
+	})
+}
