@@ -87,3 +87,43 @@ func TestSegmentsListVerifyAppend(t *testing.T) {
 	require.NoError(t, os.WriteFile(out, []byte("070701garbage"), 0o644))
 	require.Error(t, run(ctx, log, io.Discard, io.Discard, options{verify: out}))
 }
+
+// Without -dedup, trees are streamed (initrd.PlanStream); with it, they go
+// through Tree, Plan and Dedup. On trees without duplicate files (Dedup
+// then changes nothing) both must write the same bytes.
+func TestStreamedEqualsPlanned(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	write := func(p, data string) {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, p), []byte(data), 0o644))
+	}
+	write("ucode/kernel/x86/microcode/AuthenticAMD.bin", "ucode")
+	for i, n := range []string{"root/a-", "root/a-b", "root/a.c", "root/a/b", "root/a/b-c/d", "root/a0", "root/usr/lib/x", "root/usr-lib"} {
+		write(n, strings.Repeat("x", i+1))
+	}
+	write("other/b/c", "other\n")
+	write("other/b-c", "other2\n")
+	require.NoError(t, os.Symlink("a/b", filepath.Join(dir, "root/link")))
+	require.NoError(t, os.Link(filepath.Join(dir, "root/a/b"), filepath.Join(dir, "root/usr/lib/b")))
+	write("m/hostname", "nbi-2\n")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "m.list"), []byte("dir /etc 0755 0 0\nfile /etc/hostname m/hostname 0644 0 0 /etc/hostname2\nslink /a/sh busybox 0777 0 0\n"), 0o644))
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+
+	build := func(extra ...string) []byte {
+		var o options
+		fs := newFlagSet(&o)
+		out := filepath.Join(t.TempDir(), "initrd.img")
+		args := append([]string{"-o", out, "-root-owner",
+			"-segment", "none", "-tree", filepath.Join(dir, "ucode"),
+			"-segment", "zstd", "-tree", filepath.Join(dir, "root"), "-tree", filepath.Join(dir, "other") + ":opt/a",
+			"-file", filepath.Join(dir, "m/hostname") + ":a-z", "-manifest", filepath.Join(dir, "m.list")}, extra...)
+		require.NoError(t, fs.Parse(args))
+		require.NoError(t, run(ctx, slog.New(slog.DiscardHandler), io.Discard, io.Discard, o))
+		b, err := os.ReadFile(out)
+		require.NoError(t, err)
+		return b
+	}
+	streamed, planned := build(), build("-dedup")
+	require.True(t, bytes.Equal(streamed, planned), "streamed %d bytes, planned %d", len(streamed), len(planned))
+}
