@@ -3,6 +3,8 @@ package initrd_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,8 +42,9 @@ func (l *lockedBuffer) String() string {
 // TestBootQEMU boots Debian's kernel with our initrd: an uncompressed first
 // segment holding a static Go /init and device nodes, a zstd segment (one
 // frame compressed in several parallel jobs) holding a real Nix closure,
-// links, deduplicated files and data, and a gzip per-machine segment added
-// by AppendFile. The init checks what the kernel unpacked and prints a
+// links, deduplicated files and data, an xz segment of many blocks
+// compressed in parallel, and a gzip per-machine segment added by
+// AppendFile. The init checks what the kernel unpacked and prints a
 // marker.
 func TestBootQEMU(t *testing.T) {
 	testenv.Short(t)
@@ -73,6 +76,7 @@ func TestBootQEMU(t *testing.T) {
 	for i := range big {
 		big[i] = byte(i % 251)
 	}
+	xzData := mixedData(600<<10, 11)
 	mainEntries, err := initrd.Closure(closure.StoreDir(), closure.Paths, closure.Registration)
 	require.NoError(t, err)
 	mainEntries = append(mainEntries,
@@ -83,6 +87,9 @@ func TestBootQEMU(t *testing.T) {
 		initrd.Entry{Header: initrd.Header{Name: "etc/big", Type: initrd.TypeReg, Mode: 0o644, Size: int64(len(big))}, Data: big},
 		reg("etc/dup-a", strings.Repeat("dedup\n", 1000)),
 		reg("etc/dup-b", strings.Repeat("dedup\n", 1000)),
+		// init compares the xz segment's file with this SHA-256, so every
+		// block of that segment must have been decoded.
+		reg("etc/xz-data.sha256", fmt.Sprintf("%x", sha256.Sum256(xzData))),
 	)
 	main, err := initrd.Plan(mainEntries, initrd.PlanOptions{ClampTime: time.Unix(1, 0), Existing: []string{"dev"}})
 	require.NoError(t, err)
@@ -90,12 +97,27 @@ func TestBootQEMU(t *testing.T) {
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, stats.Files, 1)
 
+	// An xz segment of many blocks compressed in parallel (64 KiB each).
+	xzSeg, err := initrd.Plan([]initrd.Entry{
+		{Header: initrd.Header{Name: "etc/xz-data", Type: initrd.TypeReg, Mode: 0o644, Size: int64(len(xzData))}, Data: xzData},
+	}, initrd.PlanOptions{Existing: []string{"etc"}})
+	require.NoError(t, err)
+
 	img := filepath.Join(dir, "initrd.img")
-	_, err = initrd.WriteFile(ctx, img, []initrd.Segment{
+	const xzBlock = 64 << 10
+	infos, err := initrd.WriteFile(ctx, img, []initrd.Segment{
 		{Compression: initrd.None, Entries: early},
 		{Compression: initrd.Zstd, Compress: initrd.CompressOptions{ChunkSize: 256 << 10}, Entries: main},
+		{Compression: initrd.XZ, Compress: initrd.CompressOptions{ChunkSize: xzBlock, Workers: 3}, Entries: xzSeg},
 	}, initrd.WriteOptions{})
 	require.NoError(t, err)
+	xzInfo := infos[2]
+	whole, err := os.ReadFile(img)
+	require.NoError(t, err)
+	xzFile := filepath.Join(dir, "segment.xz")
+	require.NoError(t, os.WriteFile(xzFile, whole[xzInfo.Offset:xzInfo.Offset+xzInfo.Size], 0o644))
+	require.GreaterOrEqual(t, xzInfo.Unpacked, int64(9*xzBlock))
+	assertXZBlocks(t, testenv.Command(t, "xz"), xzFile, int((xzInfo.Unpacked+xzBlock-1)/xzBlock))
 	machine, err := initrd.Plan([]initrd.Entry{reg("etc/hostname", "nbi-machine\n")}, initrd.PlanOptions{Existing: []string{"etc"}})
 	require.NoError(t, err)
 	_, err = initrd.AppendFile(ctx, img, initrd.Segment{Compression: initrd.Gzip, Entries: machine}, initrd.WriteOptions{})
@@ -106,7 +128,7 @@ func TestBootQEMU(t *testing.T) {
 	rep, err := initrd.Inspect(ctx, f, initrd.InspectOptions{})
 	f.Close()
 	require.NoError(t, err)
-	require.Len(t, rep.Segments, 3)
+	require.Len(t, rep.Segments, 4)
 	require.Empty(t, rep.Dropped)
 	require.Empty(t, rep.Clashes)
 
@@ -128,7 +150,8 @@ func TestBootQEMU(t *testing.T) {
 		planned, _, err = initrd.Dedup(ctx, planned, initrd.DedupOptions{})
 		require.NoError(t, err)
 		img := filepath.Join(dir, "closure.img")
-		_, err = initrd.WriteFile(ctx, img, []initrd.Segment{{Compression: initrd.XZ, Entries: planned}}, initrd.WriteOptions{})
+		// Several xz blocks (busybox alone is over a MiB).
+		_, err = initrd.WriteFile(ctx, img, []initrd.Segment{{Compression: initrd.XZ, Compress: initrd.CompressOptions{ChunkSize: 256 << 10}, Entries: planned}}, initrd.WriteOptions{})
 		require.NoError(t, err)
 		got := bootQEMU(t, qemu, kernel, img, "console=ttyS0 panic=-1 quiet rdinit="+closure.Toplevel+"/init", "NBI-NIX-MARKER")
 		require.Contains(t, got, "NBI-NIX-MARKER from "+closure.Toplevel+"/init", "console:\n%s", got)

@@ -83,6 +83,9 @@ func WriteSegment(ctx context.Context, w io.Writer, seg Segment, opt WriteOption
 	if err == nil {
 		err = bw.Flush()
 	}
+	if a, ok := comp.(interface{ abort(error) }); ok && err != nil {
+		a.abort(err) // drop the queued chunks, write no trailer
+	}
 	if cerr := comp.Close(); err == nil {
 		err = cerr
 	}

@@ -48,9 +48,13 @@
 // whatever the data size.
 // bench/initrd/README.md has measured speed, size and memory. Each compressed segment is one zstd
 // frame, gzip member or xz stream, because the kernel decompresses one per
-// member and then insists on a record boundary; zstd and gzip still use
-// several cores (fixed-size jobs inside the frame), and the output is
-// identical whatever the number of cores.
+// member and then insists on a record boundary. Every compression but none
+// uses several cores: zstd and gzip compress fixed-size jobs inside the
+// frame, xz compresses independent blocks of [DefaultXZBlockSize] (as xz
+// -T0 does; our code writes the stream header, block headers, CRC32
+// checks, index and footer around ulikunitz/xz's LZMA2 encoder) and lz4
+// independent legacy blocks. The output is identical whatever the number
+// of cores.
 //
 // [Writer] is the archive/tar-shaped layer below: WriteHeader, Write, Close
 // for one uncompressed segment. It uses github.com/cavaliergopher/cpio for

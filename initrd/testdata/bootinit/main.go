@@ -4,6 +4,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
@@ -50,6 +51,12 @@ func main() {
 	}
 	if big, err := os.ReadFile("/etc/big"); err != nil || len(big) != 1<<20+3 || big[1<<20] != byte((1<<20)%251) {
 		fail("big file: len %d %v", len(big), err)
+	}
+	// The xz segment, many blocks: every one must have been decoded.
+	xzData, err1 := os.ReadFile("/etc/xz-data")
+	xzSum, err2 := os.ReadFile("/etc/xz-data.sha256")
+	if err1 != nil || err2 != nil || fmt.Sprintf("%x", sha256.Sum256(xzData)) != string(xzSum) {
+		fail("xz segment: %d bytes, sha256 %x, want %s (%v, %v)", len(xzData), sha256.Sum256(xzData), xzSum, err1, err2)
 	}
 	top, err := os.ReadFile("/etc/toplevel")
 	if err != nil {
