@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -270,10 +271,41 @@ func (sf sourceFile) Close() error {
 	return unix.Close(sf.fd)
 }
 
+// Sources are opened with O_NONBLOCK and checked to be regular files: one
+// replaced by a FIFO after planning would otherwise block the open until a
+// writer came, and a device could be read without end. O_NONBLOCK does not
+// change how a regular file reads.
+
+// openRegular opens a source with open and fails unless it is a regular
+// file.
+func openRegular(open func() (*os.File, error), name string) (sourceFile, error) {
+	f, err := open()
+	if err != nil {
+		return sourceFile{}, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return sourceFile{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		var t Type
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			t = typeFromMode(st.Mode)
+		}
+		return sourceFile{}, notRegular(name, t)
+	}
+	return sourceFile{fd: -1, f: f}, nil
+}
+
+func notRegular(name string, t Type) error {
+	return fmt.Errorf("%w: %s is a %s now, not a regular file", ErrChanged, name, t)
+}
+
 func (s *sourceOpener) open(src Source) (sourceFile, error) {
 	if src.Root == "" {
-		f, err := os.Open(src.Path)
-		return sourceFile{fd: -1, f: f}, err
+		return openRegular(func() (*os.File, error) { return os.OpenFile(src.Path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0) }, src.Path)
 	}
 	r, ok := s.roots[src.Root]
 	if !ok {
@@ -284,8 +316,7 @@ func (s *sourceOpener) open(src Source) (sourceFile, error) {
 		s.roots[src.Root] = r
 	}
 	slow := func() (sourceFile, error) {
-		f, err := r.Open(src.Path)
-		return sourceFile{fd: -1, f: f}, err
+		return openRegular(func() (*os.File, error) { return r.OpenFile(src.Path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0) }, src.Path)
 	}
 	dir, base := filepath.Split(src.Path)
 	if dir == "" || base == "" || base == "." || base == ".." {
@@ -308,9 +339,18 @@ func (s *sourceOpener) open(src Source) (sourceFile, error) {
 	// root. A symlink (ELOOP) takes the os.Root path, which follows it
 	// only as long as it stays inside the root.
 	for {
-		fd, err := unix.Openat(s.dirfd, base, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY, 0)
+		fd, err := unix.Openat(s.dirfd, base, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
 		switch err {
 		case nil:
+			var st unix.Stat_t
+			if err := unix.Fstat(fd, &st); err != nil {
+				unix.Close(fd)
+				return sourceFile{}, &fs.PathError{Op: "fstat", Path: src.Path, Err: err}
+			}
+			if st.Mode&unix.S_IFMT != unix.S_IFREG {
+				unix.Close(fd)
+				return sourceFile{}, notRegular(src.Path, typeFromMode(st.Mode))
+			}
 			return sourceFile{fd: fd}, nil
 		case unix.EINTR:
 			continue
