@@ -169,7 +169,10 @@ func TestPerfdhcpRelayed(t *testing.T) {
 	tn.serve(t, &pxe.Server{Mode: pxe.ModeFull, Network: nsNetwork()})
 	tn.clientAddr(t)
 	// perfdhcp acts as a relay: giaddr = 10.77.0.2, replies to port 67.
-	out, err := tn.client(t, 60*time.Second, perf, "-4", "-l", tn.cliIf, "-r", "200", "-R", "50", "-n", "400", "-W", "500000", "10.77.0.1")
+	// Every DISCOVER must be answered, but a reply may take longer than
+	// perfdhcp's default 1 s when CI runs VMs beside this test: -d 5 (and
+	// -W, the wait after the last one) lets a late OFFER count.
+	out, err := tn.client(t, 60*time.Second, perf, "-4", "-l", tn.cliIf, "-r", "200", "-R", "50", "-n", "400", "-d", "5", "-W", "5000000", "10.77.0.1")
 	require.NoError(t, err, "%s", out)
 	c := perfdhcpCounts(out)
 	t.Logf("perfdhcp: %v", c)
