@@ -223,14 +223,7 @@ func TestTreeSourceChanged(t *testing.T) {
 			_, err = initrd.Write(context.Background(), &buf, []initrd.Segment{{Entries: planned}}, initrd.WriteOptions{})
 			if tc.ok {
 				require.NoError(t, err)
-				recs, err := readAll(buf.Bytes())
-				require.NoError(t, err)
-				got := map[string]string{}
-				for _, r := range recs {
-					got[r.rec.Name] = string(r.data)
-				}
-				assert.Equal(t, "hello", got["d/e/small"])
-				assert.Equal(t, big, got["d/e/big"])
+				assertSmallAndBig(t, buf.Bytes(), big)
 				return
 			}
 			require.Error(t, err)
@@ -243,4 +236,18 @@ func TestTreeSourceChanged(t *testing.T) {
 			assert.NotContains(t, buf.String(), "secret")
 		})
 	}
+}
+
+// assertSmallAndBig checks the files of the changed-source tests in an
+// uncompressed archive: d/e/small holds "hello", d/e/big holds big.
+func assertSmallAndBig(t *testing.T, archive []byte, big string) {
+	t.Helper()
+	recs, err := readAll(archive)
+	require.NoError(t, err)
+	got := map[string]string{}
+	for _, r := range recs {
+		got[r.rec.Name] = string(r.data)
+	}
+	assert.Equal(t, "hello", got["d/e/small"])
+	assert.Equal(t, big, got["d/e/big"])
 }

@@ -309,14 +309,7 @@ func TestStreamSourceChanged(t *testing.T) {
 			_, err = initrd.Write(context.Background(), &buf, []initrd.Segment{{Stream: st}}, initrd.WriteOptions{})
 			if tc.ok {
 				require.NoError(t, err)
-				recs, err := readAll(buf.Bytes())
-				require.NoError(t, err)
-				got := map[string]string{}
-				for _, r := range recs {
-					got[r.rec.Name] = string(r.data)
-				}
-				assert.Equal(t, "hello", got["d/e/small"])
-				assert.Equal(t, big, got["d/e/big"])
+				assertSmallAndBig(t, buf.Bytes(), big)
 				return
 			}
 			require.ErrorIs(t, err, tc.want)

@@ -80,25 +80,13 @@ func entryFromStat(st *lstat, name string) (Entry, error) {
 	default:
 		e.ModTime = time.Unix(t, 0)
 	}
-	switch st.mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		e.Type = TypeReg
+	e.Type = typeFromMode(st.mode)
+	switch e.Type {
+	case TypeReg:
 		e.Size = st.size
-	case unix.S_IFDIR:
-		e.Type = TypeDir
-	case unix.S_IFLNK:
-		e.Type = TypeSymlink
-	case unix.S_IFIFO:
-		e.Type = TypeFifo
-	case unix.S_IFSOCK:
-		e.Type = TypeSocket
-	case unix.S_IFCHR, unix.S_IFBLK:
-		e.Type = TypeBlock
-		if st.mode&unix.S_IFMT == unix.S_IFCHR {
-			e.Type = TypeChar
-		}
+	case TypeChar, TypeBlock:
 		e.Devmajor, e.Devminor = unix.Major(st.rdev), unix.Minor(st.rdev)
-	default:
+	case 0:
 		return Entry{}, fmt.Errorf("%w: %s has unsupported file mode %#o", ErrInvalidHeader, name, st.mode)
 	}
 	return e, nil
