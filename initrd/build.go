@@ -292,7 +292,7 @@ func openRegular(open func() (*os.File, error), name string) (sourceFile, error)
 		f.Close()
 		var t Type
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			t = typeFromMode(st.Mode)
+			t = typeFromMode(uint32(st.Mode))
 		}
 		return sourceFile{}, notRegular(name, t)
 	}
@@ -349,7 +349,7 @@ func (s *sourceOpener) open(src Source) (sourceFile, error) {
 			}
 			if st.Mode&unix.S_IFMT != unix.S_IFREG {
 				unix.Close(fd)
-				return sourceFile{}, notRegular(src.Path, typeFromMode(st.Mode))
+				return sourceFile{}, notRegular(src.Path, typeFromMode(uint32(st.Mode)))
 			}
 			return sourceFile{fd: fd}, nil
 		case unix.EINTR:

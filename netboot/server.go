@@ -2,6 +2,7 @@ package netboot
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,11 @@ import (
 
 	"github.com/nixboot/nixboot/pxe"
 )
+
+// DefaultHTTPStallTimeout is Server.HTTPStallTimeout's default: far above
+// any live client's acknowledgement delay, far below the kernel's 15
+// minutes for a client that is gone.
+const DefaultHTTPStallTimeout = 30 * time.Second
 
 // DHCPMode selects whether and how a Server answers DHCP.
 type DHCPMode int
@@ -65,6 +71,18 @@ type Server struct {
 	// the TFTP boot.ipxe use http://<listener address>, or
 	// http://<ServerIP>:<port> when the listener is on a wildcard address.
 	HTTPURL string
+
+	// HTTPStallTimeout is how long a client may leave data the server sent
+	// unacknowledged before its connection is dropped (TCP_USER_TIMEOUT,
+	// Linux only). A machine that reboots or powers off in the middle of
+	// a download never answers again; without this its connection, and
+	// the handler writing to it, would last the kernel's full
+	// retransmission time (about 15 minutes), and the previous boot's
+	// connection could still be open when the machine comes back from the
+	// same port. Live clients acknowledge within milliseconds whether they
+	// read or not. 0 means DefaultHTTPStallTimeout; negative leaves the
+	// kernel's behaviour.
+	HTTPStallTimeout time.Duration
 
 	// TFTPConn is the TFTP socket. nil disables TFTP. Serve closes it.
 	TFTPConn net.PacketConn
@@ -223,6 +241,16 @@ func (s *Server) Serve(ctx context.Context) error {
 			// can still answer with a reset.
 			IdleTimeout: 5 * time.Second,
 			ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		if stall := cmp.Or(s.HTTPStallTimeout, DefaultHTTPStallTimeout); stall > 0 {
+			hs.ConnState = func(c net.Conn, state http.ConnState) {
+				if state != http.StateNew {
+					return
+				}
+				if err := setStallTimeout(c, stall); err != nil {
+					log.Debug("netboot: http: stall timeout not set", "remote", c.RemoteAddr().String(), "err", err)
+				}
+			}
 		}
 		wg.Go(func() {
 			err := hs.Serve(s.HTTPListener)
