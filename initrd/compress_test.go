@@ -255,3 +255,36 @@ func TestXZCancelledBuild(t *testing.T) {
 	assert.False(t, bytes.HasSuffix(out.Bytes(), []byte("YZ")), "no stream footer after a cancelled build")
 	waitGoroutines(t, before)
 }
+
+// FuzzXZMatchesSequentialWriter: for any input, block size and worker
+// count, the parallel xz compressor writes what ulikunitz/xz's sequential
+// writer writes with the same block size, dictionary and check, and the
+// result decodes to the input.
+func FuzzXZMatchesSequentialWriter(f *testing.F) {
+	f.Add([]byte{}, uint16(0), uint8(1))
+	f.Add([]byte("hello, hello, hello"), uint16(1), uint8(2))
+	f.Add(mixedData(3000, 5), uint16(700), uint8(3)) // small: the engine minimizes new inputs byte by byte
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint16, workers uint8) {
+		block := 256 + int(chunk) // 256 B to 64 KiB: many blocks from small inputs
+		var want bytes.Buffer
+		xw, err := xz.WriterConfig{BlockSize: int64(block), DictCap: min(max(block, 4096), 8<<20), CheckSum: xz.CRC32}.NewWriter(&want)
+		require.NoError(t, err)
+		_, err = xw.Write(data)
+		require.NoError(t, err)
+		require.NoError(t, xw.Close())
+
+		var got bytes.Buffer
+		w, err := initrd.NewCompressor(&got, initrd.XZ, initrd.CompressOptions{ChunkSize: block, Workers: 1 + int(workers%8)})
+		require.NoError(t, err)
+		_, err = w.Write(data)
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+		require.True(t, bytes.Equal(want.Bytes(), got.Bytes()), "%d bytes in %d-byte blocks", len(data), block)
+
+		r, err := xz.NewReader(&got)
+		require.NoError(t, err)
+		back, err := io.ReadAll(r)
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(data, back), "round trip")
+	})
+}
