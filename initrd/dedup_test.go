@@ -203,17 +203,11 @@ func TestTreeSourceChanged(t *testing.T) {
 		}},
 		{name: "symlink out of the root", file: "small", change: func(t *testing.T, root, f string) {
 			require.NoError(t, os.Remove(f))
-			require.NoError(t, os.Symlink("../../outside/secret", f))
+			require.NoError(t, os.Symlink("../../../outside/secret", f)) // from root/d/e to base/outside
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			base := t.TempDir()
-			root := filepath.Join(base, "root")
-			require.NoError(t, os.MkdirAll(filepath.Join(base, "outside"), 0o755))
-			require.NoError(t, os.WriteFile(filepath.Join(base, "outside", "secret"), []byte("secret"), 0o600))
-			require.NoError(t, os.MkdirAll(filepath.Join(root, "d", "e"), 0o755))
-			require.NoError(t, os.WriteFile(filepath.Join(root, "d", "e", "small"), []byte("hello"), 0o644))
-			require.NoError(t, os.WriteFile(filepath.Join(root, "d", "e", "big"), []byte(big), 0o644))
+			root := changedSourceTree(t, big)
 			entries, err := initrd.Tree(root, "")
 			require.NoError(t, err)
 			planned, err := initrd.Plan(entries, initrd.PlanOptions{})
@@ -236,6 +230,21 @@ func TestTreeSourceChanged(t *testing.T) {
 			assert.NotContains(t, buf.String(), "secret")
 		})
 	}
+}
+
+// changedSourceTree makes the tree of the changed-source tests and returns
+// its root: d/e/small ("hello") and d/e/big (big), beside ../outside/secret,
+// which no archive may contain.
+func changedSourceTree(t *testing.T, big string) string {
+	t.Helper()
+	base := t.TempDir()
+	root := filepath.Join(base, "root")
+	require.NoError(t, os.MkdirAll(filepath.Join(base, "outside"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(base, "outside", "secret"), []byte("secret"), 0o600))
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "d", "e"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "d", "e", "small"), []byte("hello"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "d", "e", "big"), []byte(big), 0o644))
+	return root
 }
 
 // assertSmallAndBig checks the files of the changed-source tests in an

@@ -295,13 +295,7 @@ func TestStreamSourceChanged(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			base := t.TempDir()
-			root := filepath.Join(base, "root")
-			require.NoError(t, os.MkdirAll(filepath.Join(base, "outside"), 0o755))
-			require.NoError(t, os.WriteFile(filepath.Join(base, "outside", "secret"), []byte("secret"), 0o600))
-			require.NoError(t, os.MkdirAll(filepath.Join(root, "d", "e"), 0o755))
-			require.NoError(t, os.WriteFile(filepath.Join(root, "d", "e", "small"), []byte("hello"), 0o644))
-			require.NoError(t, os.WriteFile(filepath.Join(root, "d", "e", "big"), []byte(big), 0o644))
+			root := changedSourceTree(t, big)
 			st, err := initrd.PlanStream([]initrd.Input{initrd.TreeInput(root, "")}, initrd.PlanOptions{})
 			require.NoError(t, err)
 			tc.change(t, root)
