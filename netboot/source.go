@@ -82,6 +82,15 @@ func FS(fsys fs.FS) Source {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		// Stat before Open: opening a FIFO for reading waits for a
+		// writer, so a client naming a named pipe in the directory would
+		// hold a thread (not just a goroutine) until one came. The check
+		// after Open stays for what changes in between.
+		if st, err := fs.Stat(fsys, req.Name); err != nil {
+			return nil, err
+		} else if !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("%s: not a regular file: %w", req.Name, fs.ErrNotExist)
+		}
 		f, err := fsys.Open(req.Name)
 		if err != nil {
 			return nil, err
