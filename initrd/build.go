@@ -271,13 +271,11 @@ func (sf sourceFile) Close() error {
 	return unix.Close(sf.fd)
 }
 
-// Sources are opened with O_NONBLOCK and checked to be regular files: one
-// replaced by a FIFO after planning would otherwise block the open until a
-// writer came, and a device could be read without end. O_NONBLOCK does not
-// change how a regular file reads.
-
 // openRegular opens a source with open and fails unless it is a regular
-// file.
+// file. Sources are opened with O_NONBLOCK and checked: one replaced by a
+// FIFO after planning would otherwise block the open until a writer came,
+// and a device could be read without end. O_NONBLOCK does not change how a
+// regular file reads.
 func openRegular(open func() (*os.File, error), name string) (sourceFile, error) {
 	f, err := open()
 	if err != nil {

@@ -7,9 +7,6 @@ import (
 	"path"
 	"slices"
 	"syscall"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Tree returns entries for everything below the host directory dir, placed
@@ -145,50 +142,10 @@ func File(hostPath, name string) (Entry, error) {
 }
 
 func entryFromInfo(fi fs.FileInfo, name string) (Entry, error) {
-	m := fi.Mode()
-	e := Entry{Header: Header{Name: name, ModTime: fi.ModTime(), Mode: uint32(m.Perm())}}
-	if m&fs.ModeSetuid != 0 {
-		e.Mode |= 0o4000
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return Entry{}, fmt.Errorf("%w: %s: no stat data (%T)", ErrInvalidHeader, name, fi.Sys())
 	}
-	if m&fs.ModeSetgid != 0 {
-		e.Mode |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		e.Mode |= 0o1000
-	}
-	st, _ := fi.Sys().(*syscall.Stat_t)
-	if st != nil {
-		e.Uid, e.Gid = st.Uid, st.Gid
-	}
-	if t := e.ModTime.Unix(); t < 0 {
-		e.ModTime = time.Unix(0, 0)
-	} else if t > MaxTime {
-		e.ModTime = time.Unix(MaxTime, 0)
-	} else {
-		e.ModTime = time.Unix(t, 0)
-	}
-	switch {
-	case m.IsRegular():
-		e.Type = TypeReg
-		e.Size = fi.Size()
-	case m.IsDir():
-		e.Type = TypeDir
-	case m&fs.ModeSymlink != 0:
-		e.Type = TypeSymlink
-	case m&fs.ModeNamedPipe != 0:
-		e.Type = TypeFifo
-	case m&fs.ModeSocket != 0:
-		e.Type = TypeSocket
-	case m&fs.ModeDevice != 0:
-		e.Type = TypeBlock
-		if m&fs.ModeCharDevice != 0 {
-			e.Type = TypeChar
-		}
-		if st != nil {
-			e.Devmajor, e.Devminor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
-		}
-	default:
-		return Entry{}, fmt.Errorf("%w: %s has unsupported file mode %v", ErrInvalidHeader, name, m)
-	}
-	return e, nil
+	l := lstatOfSys(st)
+	return entryFromStat(&l, name)
 }

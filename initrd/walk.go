@@ -8,6 +8,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -63,13 +64,22 @@ type lstat struct {
 	isDir    bool
 }
 
+// lstatOf and lstatOfSys convert the two packages' stat results; the
+// conversions are for the architectures whose fields are narrower (nlink
+// is 32 bits on arm64, times on 386).
 func lstatOf(st *unix.Stat_t) lstat {
-	return lstat{mode: st.Mode, uid: st.Uid, gid: st.Gid, size: st.Size, mtime: st.Mtim.Sec,
-		rdev: st.Rdev, dev: st.Dev, ino: st.Ino, nlink: st.Nlink, isDir: st.Mode&unix.S_IFMT == unix.S_IFDIR}
+	return lstat{mode: st.Mode, uid: st.Uid, gid: st.Gid, size: st.Size, mtime: int64(st.Mtim.Sec),
+		rdev: uint64(st.Rdev), dev: uint64(st.Dev), ino: st.Ino, nlink: uint64(st.Nlink), isDir: st.Mode&unix.S_IFMT == unix.S_IFDIR}
 }
 
-// entryFromStat is entryFromInfo for a raw stat result: the same entry
-// Tree makes from os.Root's Lstat.
+func lstatOfSys(st *syscall.Stat_t) lstat {
+	return lstat{mode: st.Mode, uid: st.Uid, gid: st.Gid, size: st.Size, mtime: int64(st.Mtim.Sec),
+		rdev: uint64(st.Rdev), dev: uint64(st.Dev), ino: st.Ino, nlink: uint64(st.Nlink), isDir: st.Mode&syscall.S_IFMT == syscall.S_IFDIR}
+}
+
+// entryFromStat returns the entry for a file with stat result st, placed
+// at name. Tree and File (through entryFromInfo) and the streaming walk all
+// make their entries here.
 func entryFromStat(st *lstat, name string) (Entry, error) {
 	e := Entry{Header: Header{Name: name, Mode: st.mode & 0o7777, Uid: st.uid, Gid: st.gid}}
 	switch t := st.mtime; {

@@ -107,7 +107,7 @@ func run(base, keep string, small, large, runs, level int, stages bool) error {
 			// User and system time include the waited-for children (the
 			// pipeline's processes); Maxrss is the largest of them, in KiB.
 			*side.cpu = append(*side.cpu, c.ProcessState.UserTime()+c.ProcessState.SystemTime())
-			*side.rss = append(*side.rss, c.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)
+			*side.rss = append(*side.rss, int64(c.ProcessState.SysUsage().(*syscall.Rusage).Maxrss))
 		}
 	}
 	so, err := os.Stat(oursOut)
