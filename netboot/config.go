@@ -164,6 +164,24 @@ type profile struct {
 	// overlayBase knows which of the overlay's directories the last
 	// initrd already has.
 	overlayBase *baseDirs
+	// nixosDir is the profile's NixOS netboot directory as configured and
+	// nixosTarget what it resolved to when the profile was compiled.
+	nixosDir, nixosTarget string
+}
+
+// nixosMoved reports whether a NixOS netboot directory of inv now resolves
+// to another target than when inv was compiled (a ./result link repointed
+// by a rebuild), or no longer resolves at all.
+func (inv *StaticInventory) nixosMoved() bool {
+	for _, p := range inv.profiles {
+		if p.nixosDir == "" {
+			continue
+		}
+		if t, err := filepath.EvalSymlinks(p.nixosDir); err != nil || t != p.nixosTarget {
+			return true
+		}
+	}
+	return false
 }
 
 // Compile checks c and prepares it for lookups. NixOS netboot directories
@@ -271,6 +289,7 @@ func compileProfile(name string, pc ProfileConfig) (*profile, error) {
 			return nil, &ConfigError{Field: field + ".nixos", Err: err}
 		}
 		p.kernel, p.initrds, p.base = nb.Kernel, nb.Initrds, nb.Args
+		p.nixosDir, p.nixosTarget = nb.Dir, nb.Target
 	case pc.Kernel == "":
 		return nil, fieldErr(field+".kernel", "missing (or set nixos)")
 	default:

@@ -16,7 +16,8 @@ import (
 const DefaultReloadInterval = 2 * time.Second
 
 // FileInventory serves a JSON inventory file (see Config) and reloads it when
-// it changes. A file that fails to load is rejected with an error naming the
+// it changes, or when a profile's NixOS netboot directory is a symlink that
+// now points elsewhere (a rebuilt ./result). A file that fails to load is rejected with an error naming the
 // field, and the inventory loaded before stays in force.
 //
 // Call Load once before use, then run Watch (or call Reload yourself, for
@@ -38,8 +39,9 @@ func (fi *FileInventory) Load() error {
 	return err
 }
 
-// Reload reads the file if its content changed, and reports whether a new
-// inventory took effect. On error the previous inventory stays in force.
+// Reload reads the file if its content changed or a NixOS netboot directory
+// it names resolves to another target than before, and reports whether a
+// new inventory took effect. On error the previous inventory stays in force.
 func (fi *FileInventory) Reload() (bool, error) { return fi.reload(false) }
 
 func (fi *FileInventory) reload(force bool) (bool, error) {
@@ -54,8 +56,9 @@ func (fi *FileInventory) reload(force bool) (bool, error) {
 	}
 	sum := sha256.Sum256(data)
 	fi.mu.RLock()
-	same := fi.current != nil && bytes.Equal(sum[:], fi.sum[:])
+	cur, same := fi.current, fi.current != nil && bytes.Equal(sum[:], fi.sum[:])
 	fi.mu.RUnlock()
+	same = same && !cur.nixosMoved()
 	if same && !force {
 		return false, nil
 	}
@@ -73,7 +76,8 @@ func (fi *FileInventory) reload(force bool) (bool, error) {
 	return true, nil
 }
 
-// Watch reloads the file whenever its content changes, until ctx is
+// Watch reloads the file whenever Reload would (its content changed, or a
+// NixOS netboot directory link was repointed), until ctx is
 // cancelled; it then returns nil. A broken file is logged (once per
 // version) and ignored; the last good inventory stays in force.
 func (fi *FileInventory) Watch(ctx context.Context) error {

@@ -270,3 +270,76 @@ func TestPixiecoreAPI(t *testing.T) {
 		assert.ErrorIs(t, err, netboot.ErrBackend)
 	})
 }
+
+// A NixOS profile named through a symlink (nix-build's ./result) must serve
+// one generation whole: after the link is repointed by a rebuild, the kernel,
+// the initrd and the script's init= all change together, never the files
+// alone.
+func TestFileInventoryNixOSSymlink(t *testing.T) {
+	dir := t.TempDir()
+	generation := func(name, toplevel string) {
+		g := filepath.Join(dir, name)
+		require.NoError(t, os.Mkdir(g, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(g, "bzImage"), []byte("kernel of "+name), 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(g, "initrd"), []byte("initrd of "+name), 0o644))
+		script := "#!ipxe\nkernel bzImage init=/nix/store/" + toplevel + "/init initrd=initrd loglevel=4\ninitrd initrd\nboot\n"
+		require.NoError(t, os.WriteFile(filepath.Join(g, "netboot.ipxe"), []byte(script), 0o644))
+	}
+	const top1 = "11111111111111111111111111111111-nixos-system-one"
+	const top2 = "22222222222222222222222222222222-nixos-system-two"
+	generation("gen1", top1)
+	generation("gen2", top2)
+	result := filepath.Join(dir, "result")
+	require.NoError(t, os.Symlink("gen1", result))
+	path := filepath.Join(dir, "inventory.json")
+	require.NoError(t, os.WriteFile(path, []byte(`{"profiles":{"n":{"nixos":"`+result+`"}},"default":"n"}`), 0o644))
+
+	fi := &netboot.FileInventory{Path: path}
+	require.NoError(t, fi.Load())
+	m := &netboot.Machine{MAC: mustMAC(t, "52:54:00:00:00:01")}
+	served := func() (kernel, initrd, args string) {
+		b, err := fi.Boot(t.Context(), m)
+		require.NoError(t, err)
+		k, err := os.ReadFile(b.Kernel.Path)
+		require.NoError(t, err)
+		require.Len(t, b.Initrds, 1)
+		i, err := os.ReadFile(b.Initrds[0].Path)
+		require.NoError(t, err)
+		return string(k), string(i), b.Args.String()
+	}
+	k, i, args := served()
+	assert.Equal(t, "kernel of gen1", k)
+	assert.Equal(t, "initrd of gen1", i)
+	assert.Contains(t, args, "init=/nix/store/"+top1+"/init")
+
+	// A rebuild repoints the link. Until the inventory is reloaded the old
+	// generation is served whole.
+	require.NoError(t, os.Remove(result))
+	require.NoError(t, os.Symlink("gen2", result))
+	k, i, args = served()
+	assert.Equal(t, "kernel of gen1", k)
+	assert.Equal(t, "initrd of gen1", i)
+	assert.Contains(t, args, "init=/nix/store/"+top1+"/init")
+
+	changed, err := fi.Reload()
+	require.NoError(t, err)
+	assert.True(t, changed, "the link's target changed, though the JSON did not")
+	k, i, args = served()
+	assert.Equal(t, "kernel of gen2", k)
+	assert.Equal(t, "initrd of gen2", i)
+	assert.Contains(t, args, "init=/nix/store/"+top2+"/init")
+
+	changed, err = fi.Reload()
+	require.NoError(t, err)
+	assert.False(t, changed, "nothing moved since the last reload")
+
+	// A link to nothing is an error; the generation in force stays.
+	require.NoError(t, os.Remove(result))
+	require.NoError(t, os.Symlink("gone", result))
+	changed, err = fi.Reload()
+	require.Error(t, err)
+	assert.False(t, changed)
+	assert.Contains(t, err.Error(), "profiles[\"n\"].nixos")
+	k, _, _ = served()
+	assert.Equal(t, "kernel of gen2", k)
+}

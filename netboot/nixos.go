@@ -16,7 +16,8 @@ import (
 // together): bzImage, initrd and netboot.ipxe, whose kernel line carries
 // init=/nix/store/...-nixos-system-.../init and the configured parameters.
 type NixOSNetboot struct {
-	Dir     string
+	Dir     string    // as given
+	Target  string    // Dir with every symlink resolved: where the files are read
 	Kernel  Image     // Path in Dir
 	Initrds []Image   // Paths in Dir, named as netboot.ipxe names them
 	Args    ipxe.Args // netboot.ipxe's command line, init= included, unchanged
@@ -26,9 +27,21 @@ type NixOSNetboot struct {
 // ReadNixOSNetboot reads dir/netboot.ipxe with ipxe.ParseBootSpec and
 // resolves its kernel and initrd names against dir. The files are served
 // unchanged; only names inside dir are accepted.
+//
+// dir is resolved first (filepath.EvalSymlinks), and the script, kernel and
+// initrds are all taken from that one target. A dir that is a symlink to a
+// generation, such as nix-build's ./result, so stays on the generation it
+// pointed to when it was read: repointing the link later cannot pair the new
+// kernel and initrd with the old script's init=. Read it again to follow the
+// link (FileInventory does that when Target changes).
 func ReadNixOSNetboot(dir string) (*NixOSNetboot, error) {
 	if !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("netboot: NixOS netboot directory %q is not an absolute path", dir)
+	}
+	given := dir
+	dir, err := filepath.EvalSymlinks(given)
+	if err != nil {
+		return nil, fmt.Errorf("netboot: NixOS netboot directory: %w", err)
 	}
 	f, err := os.Open(filepath.Join(dir, "netboot.ipxe"))
 	if err != nil {
@@ -65,7 +78,7 @@ func ReadNixOSNetboot(dir string) (*NixOSNetboot, error) {
 		}
 		return p, nil
 	}
-	nb := &NixOSNetboot{Dir: dir, Args: spec.Args, Init: spec.Init}
+	nb := &NixOSNetboot{Dir: given, Target: dir, Args: spec.Args, Init: spec.Init}
 	kp, err := local(spec.Kernel)
 	if err != nil {
 		return nil, err
