@@ -343,3 +343,45 @@ func TestFileInventoryNixOSSymlink(t *testing.T) {
 	k, _, _ = served()
 	assert.Equal(t, "kernel of gen2", k)
 }
+
+// A backend slower than the caller can wait (the DHCP server's
+// PolicyTimeout is 2 s, the API's Timeout 3 s) must still be asked only
+// once, and its late answer must serve the machine's next try.
+func TestPixiecoreAPILateAnswer(t *testing.T) {
+	var calls atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		select {
+		case <-time.After(400 * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+		w.Write([]byte(`{"kernel":"/k","cmdline":"console=ttyS0"}`))
+	}))
+	defer api.Close()
+	p := &netboot.PixiecoreAPI{BaseURL: api.URL, Timeout: 5 * time.Second, CacheTTL: time.Hour}
+	m := &netboot.Machine{MAC: mustMAC(t, "52:54:00:00:00:01")}
+
+	errs := make(chan error, 4)
+	for range cap(errs) {
+		go func() {
+			ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+			defer cancel()
+			_, err := p.Boot(ctx, m)
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		err := <-errs
+		assert.ErrorIs(t, err, netboot.ErrBackend)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	}
+	// The client's next try, after the backend answered.
+	time.Sleep(600 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	b, err := p.Boot(ctx, m)
+	require.NoError(t, err)
+	assert.Equal(t, api.URL+"/k", b.Kernel.URL)
+	assert.Equal(t, int32(1), calls.Load(), "one backend call for all five tries")
+}

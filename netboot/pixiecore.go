@@ -34,7 +34,11 @@ const (
 //
 // A slow backend must never stall a boot: each call is bounded by Timeout,
 // answers are cached for CacheTTL, and when the backend fails or times out a
-// previous answer for the machine (however old) is used instead.
+// previous answer for the machine (however old) is used instead. A backend
+// call outlives the Boot call that started it (up to Timeout), so an answer
+// that comes later than the caller could wait, for example after the DHCP
+// server's PolicyTimeout, is still cached for the client's next try;
+// concurrent calls for one machine share one backend call.
 //
 // Set the fields before first use and don't change them afterwards; Boot is
 // safe for concurrent use.
@@ -45,14 +49,23 @@ type PixiecoreAPI struct {
 	CacheTTL time.Duration // 0 means DefaultAPICacheTTL
 	Logger   *slog.Logger  // nil discards
 
-	mu    sync.Mutex
-	cache map[string]apiEntry
+	mu       sync.Mutex
+	cache    map[string]apiEntry
+	inflight map[string]*apiCall
 }
 
 type apiEntry struct {
 	boot    *Boot
 	err     error // ErrUnknownMachine answers are cached too
 	fetched time.Time
+}
+
+// apiCall is one backend call in flight; done is closed when boot and err
+// are set.
+type apiCall struct {
+	done chan struct{}
+	boot *Boot
+	err  error
 }
 
 type apiResponse struct {
@@ -71,11 +84,31 @@ func (p *PixiecoreAPI) Boot(ctx context.Context, m *Machine) (*Boot, error) {
 	ttl := orDefault(p.CacheTTL, DefaultAPICacheTTL)
 	p.mu.Lock()
 	e, cached := p.cache[key]
-	p.mu.Unlock()
 	if cached && time.Since(e.fetched) < ttl {
+		p.mu.Unlock()
 		return cloneBoot(e.boot), e.err
 	}
-	b, err := p.fetch(ctx, key)
+	c := p.inflight[key]
+	if c == nil {
+		c = &apiCall{done: make(chan struct{})}
+		if p.inflight == nil {
+			p.inflight = map[string]*apiCall{}
+		}
+		p.inflight[key] = c
+		// Detached from ctx, bounded by Timeout in fetch: the answer is
+		// worth keeping even when this caller has given up on it.
+		go p.call(context.WithoutCancel(ctx), key, c)
+	}
+	p.mu.Unlock()
+
+	var b *Boot
+	var err error
+	select {
+	case <-c.done:
+		b, err = c.boot, c.err
+	case <-ctx.Done():
+		err = fmt.Errorf("%w: pixiecore API: %s: %w", ErrBackend, key, context.Cause(ctx))
+	}
 	if err != nil && !errors.Is(err, ErrUnknownMachine) {
 		if cached {
 			orDiscard(p.Logger).Warn("pixiecore API failed, using the previous answer",
@@ -84,20 +117,32 @@ func (p *PixiecoreAPI) Boot(ctx context.Context, m *Machine) (*Boot, error) {
 		}
 		return nil, err
 	}
+	return cloneBoot(b), err
+}
+
+// call runs one backend call for key, caches a definite answer (a boot or
+// ErrUnknownMachine) and hands the result to everyone waiting on c.
+func (p *PixiecoreAPI) call(ctx context.Context, key string, c *apiCall) {
+	c.boot, c.err = p.fetch(ctx, key)
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.inflight, key)
+	close(c.done)
+	if c.err != nil && !errors.Is(c.err, ErrUnknownMachine) {
+		return
+	}
 	if p.cache == nil {
 		p.cache = map[string]apiEntry{}
 	}
 	if len(p.cache) >= maxAPICache {
+		ttl := orDefault(p.CacheTTL, DefaultAPICacheTTL)
 		for k, old := range p.cache {
 			if time.Since(old.fetched) >= ttl || len(p.cache) >= maxAPICache {
 				delete(p.cache, k)
 			}
 		}
 	}
-	p.cache[key] = apiEntry{boot: b, err: err, fetched: time.Now()}
-	p.mu.Unlock()
-	return cloneBoot(b), err
+	p.cache[key] = apiEntry{boot: c.boot, err: c.err, fetched: time.Now()}
 }
 
 func cloneBoot(b *Boot) *Boot {
