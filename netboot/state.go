@@ -1,6 +1,7 @@
 package netboot
 
 import (
+	"container/list"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -42,10 +43,18 @@ type MachineState struct {
 // as a JSON array sorted by MAC.
 type Tracker struct {
 	mu   sync.Mutex
-	byMA map[string]*MachineState
+	byMA map[string]*tracked
 	ipTo map[netip.Addr]string // last known MAC per IP, for TFTP requests
+	lru  list.List             // of *tracked, most recently marked first
 	now  func() time.Time
 	hook func(Phase) // counts phases reached, for metrics
+}
+
+// tracked is one machine's state and its place in the Tracker's
+// least-recently-marked order.
+type tracked struct {
+	MachineState
+	elem *list.Element
 }
 
 func (t *Tracker) setHook(h func(Phase)) {
@@ -55,7 +64,9 @@ func (t *Tracker) setHook(h func(Phase)) {
 }
 
 // MaxTracked bounds the number of machines a Tracker remembers; the least
-// recently updated are forgotten first.
+// recently updated are forgotten first. Forgetting one costs the same
+// whatever the number of machines, so a flood of made-up MACs (any HTTP
+// client can send /beacon?mac=...) does not stall the marks of real ones.
 const MaxTracked = 65536
 
 // Mark records that mac reached phase. ip and profile are remembered when
@@ -72,17 +83,22 @@ func (t *Tracker) Mark(mac net.HardwareAddr, ip netip.Addr, profile string, phas
 		now = t.now()
 	}
 	if t.byMA == nil {
-		t.byMA, t.ipTo = map[string]*MachineState{}, map[netip.Addr]string{}
+		t.byMA, t.ipTo = map[string]*tracked{}, map[netip.Addr]string{}
 	}
 	key := mac.String()
-	s := t.byMA[key]
-	if s == nil {
+	tr := t.byMA[key]
+	if tr == nil {
 		if len(t.byMA) >= MaxTracked {
-			t.evictOldest()
+			t.forget(t.lru.Back().Value.(*tracked))
 		}
-		s = &MachineState{MAC: key, Phases: map[Phase]time.Time{}, Boots: 1}
-		t.byMA[key] = s
-	} else if phase == PhaseDHCP && s.Phase != PhaseDHCP && s.Phase != "" {
+		tr = &tracked{MachineState: MachineState{MAC: key, Phases: map[Phase]time.Time{}, Boots: 1}}
+		tr.elem = t.lru.PushFront(tr)
+		t.byMA[key] = tr
+	} else {
+		t.lru.MoveToFront(tr.elem)
+	}
+	s := &tr.MachineState
+	if phase == PhaseDHCP && s.Phase != PhaseDHCP && s.Phase != "" {
 		// iPXE asks DHCP again after the firmware did: same boot unless the
 		// last one got to the kernel.
 		if rank(s.Phase) >= rank(PhaseKernel) {
@@ -92,6 +108,9 @@ func (t *Tracker) Mark(mac net.HardwareAddr, ip netip.Addr, profile string, phas
 		}
 	}
 	if ip.IsValid() {
+		if old, err := netip.ParseAddr(s.IP); err == nil && old != ip && t.ipTo[old] == key {
+			delete(t.ipTo, old)
+		}
 		s.IP = ip.String()
 		t.ipTo[ip] = key
 	}
@@ -122,16 +141,13 @@ func (t *Tracker) MACForIP(ip netip.Addr) net.HardwareAddr {
 	return nil
 }
 
-func (t *Tracker) evictOldest() {
-	var oldest *MachineState
-	for _, s := range t.byMA {
-		if oldest == nil || s.Updated.Before(oldest.Updated) {
-			oldest = s
-		}
+// forget drops tr and the IP that still names it.
+func (t *Tracker) forget(tr *tracked) {
+	if ip, err := netip.ParseAddr(tr.IP); err == nil && t.ipTo[ip] == tr.MAC {
+		delete(t.ipTo, ip)
 	}
-	if oldest != nil {
-		delete(t.byMA, oldest.MAC)
-	}
+	t.lru.Remove(tr.elem)
+	delete(t.byMA, tr.MAC)
 }
 
 func rank(p Phase) int { return slices.Index(phaseOrder, p) }
@@ -141,7 +157,8 @@ func (t *Tracker) States() []MachineState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]MachineState, 0, len(t.byMA))
-	for _, s := range t.byMA {
+	for _, tr := range t.byMA {
+		s := &tr.MachineState
 		c := *s
 		c.Phases = make(map[Phase]time.Time, len(s.Phases))
 		for k, v := range s.Phases {
