@@ -114,12 +114,22 @@ func machineFromQuery(q url.Values, r *http.Request) (*Machine, error) {
 		dst *string
 	}{{"uuid", &m.UUID}, {"arch", &m.Arch}, {"hostname", &m.Hostname}} {
 		v := q.Get(f.key)
-		if len(v) > maxQueryValue || strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		if len(v) > maxQueryValue || strings.ContainsFunc(v, notIdentityChar) {
 			return nil, fmt.Errorf("%w: %s %q", ErrBadName, f.key, v)
 		}
 		*f.dst = v
 	}
 	return m, nil
+}
+
+// notIdentityChar reports whether r cannot stand in an identity value from a
+// request. What iPXE's ${uuid}, ${buildarch} and ${hostname} expand to on
+// real machines is letters, digits, '-', '.' and '_' (RFC 1123 host names,
+// plus the '_' some DHCP servers hand out). Anything else (quotes, '=', ',',
+// '$', bytes that are not ASCII) is refused with 400 here, before it can
+// reach a kernel command line template or make the script fail to render.
+func notIdentityChar(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_')
 }
 
 // identityQuery is the query that identifies m in kernel and initrd URLs, so
@@ -175,7 +185,7 @@ func (h *HTTPHandler) serveScript(w http.ResponseWriter, r *http.Request) error 
 			return err
 		}
 		h.log().Info("http: boot script", "mac", m.MAC.String(), "arch", m.Arch, "profile", b.Profile, "remote", r.RemoteAddr)
-		if h.Tracker != nil {
+		if h.Tracker != nil && r.Method == http.MethodGet {
 			h.Tracker.Mark(m.MAC, m.IP, b.Profile, PhaseScript)
 		}
 	}

@@ -317,3 +317,37 @@ func startHTTP(t *testing.T, h http.Handler) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// Identity values in a request reach kernel command line templates: only what
+// iPXE expands ${uuid}, ${buildarch} and ${hostname} to on real machines is
+// taken, anything else is a 400, not a 502 and an error in the log.
+func TestHTTPIdentityValues(t *testing.T) {
+	fx := newBootFixture(t, nil)
+	tracker := &netboot.Tracker{}
+	srv := httptest.NewServer(&netboot.HTTPHandler{Inventory: fx.inv, Tracker: tracker})
+	defer srv.Close()
+	const unknown = "/boot.ipxe?mac=52:54:00:00:00:07"
+
+	resp, body := get(t, srv.URL+unknown+"&arch=x86_64&hostname=web-1.rack_a")
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	assert.Contains(t, string(body), "console=ttyS0 hostname=web-1.rack_a role=")
+	for _, v := range []string{"x%3Dy%2Cz", "%22", "%C3%28", "a%24%7Bb%7D", "a'b"} {
+		resp, body := get(t, srv.URL+unknown+"&hostname="+v)
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "hostname=%s: %s", v, body)
+	}
+	resp, _ = get(t, srv.URL+unknown+"&arch=x86%2064")
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+
+	// HEAD is not a boot step: only GET moves the machine on.
+	tracker2 := &netboot.Tracker{}
+	srv2 := httptest.NewServer(&netboot.HTTPHandler{Inventory: fx.inv, Tracker: tracker2})
+	defer srv2.Close()
+	head, err := http.Head(srv2.URL + "/boot.ipxe?mac=52:54:00:12:34:56")
+	require.NoError(t, err)
+	head.Body.Close()
+	assert.Equal(t, http.StatusOK, head.StatusCode)
+	assert.Empty(t, tracker2.States(), "a HEAD marked a phase")
+	get(t, srv2.URL+"/boot.ipxe?mac=52:54:00:12:34:56")
+	require.Len(t, tracker2.States(), 1)
+	assert.Equal(t, netboot.PhaseScript, tracker2.States()[0].Phase)
+}
