@@ -369,9 +369,7 @@ func OpenImage(img Image) (*File, error) {
 		return nil, fmt.Errorf("netboot: %s is not a regular file", img.Path)
 	}
 	if len(img.Append) > 0 {
-		ff := openAppended(f, st.Size(), img)
-		ff.ModTime = st.ModTime()
-		return ff, nil
+		return openAppended(f, st, img), nil
 	}
 	return &File{Content: f, Size: st.Size(), ModTime: st.ModTime(), Closer: f}, nil
 }

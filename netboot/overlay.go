@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path"
@@ -164,7 +165,14 @@ func (b *baseDirs) get() ([]string, error) {
 // openAppended serves the file at img.Path followed by NUL padding to a
 // multiple of 4 bytes (the kernel expects each archive member aligned) and
 // img.Append, as one seekable file of known length.
-func openAppended(f *os.File, size int64, img Image) *File {
+//
+// Its strong ETag names the base file's identity (size and modification
+// time) and the appendix's hash, so a rebuilt base of the same size, or a
+// new appendix, is never taken for the old bytes by If-None-Match or
+// If-Range. It has no modification time: the base's would not change with
+// the appendix, and If-Modified-Since would then serve stale bytes.
+func openAppended(f *os.File, st fs.FileInfo, img Image) *File {
+	size := st.Size()
 	pad := (4 - size%4) % 4
 	tail := append(make([]byte, pad, pad+int64(len(img.Append))), img.Append...)
 	r := &concatReaderAt{head: f, headSize: size, tail: tail}
@@ -174,7 +182,7 @@ func openAppended(f *os.File, size int64, img Image) *File {
 		Content: io.NewSectionReader(r, 0, total),
 		Size:    total,
 		Closer:  f,
-		ETag:    fmt.Sprintf(`"%x-%s"`, size, hex.EncodeToString(sum[:8])),
+		ETag:    fmt.Sprintf(`"%x-%x-%s"`, st.ModTime().UnixNano(), size, hex.EncodeToString(sum[:8])),
 	}
 }
 

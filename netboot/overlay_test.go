@@ -125,6 +125,16 @@ func TestOverlayAppendedToInitrd(t *testing.T) {
 			// And the ETag revalidates.
 			code, _ = curl(t, "-H", "If-None-Match: "+resp.Header.Get("ETag"), u)
 			assert.Equal(t, "304", code)
+			// A rebuilt base of the same size (here: a new modification
+			// time) is new content: the old ETag no longer matches, and
+			// no Last-Modified invites If-Modified-Since.
+			assert.Empty(t, resp.Header.Get("Last-Modified"))
+			later := time.Now().Add(time.Hour)
+			require.NoError(t, os.Chtimes(filepath.Join(dir, "initrd"), later, later))
+			code, _ = curl(t, "-H", "If-None-Match: "+resp.Header.Get("ETag"), u)
+			assert.Equal(t, "200", code)
+			code, _ = curl(t, "-r", "0-9", "-H", "If-Range: "+resp.Header.Get("ETag"), u)
+			assert.Equal(t, "200", code, "If-Range with the old ETag must get the whole new file")
 		})
 	}
 }
