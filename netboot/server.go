@@ -114,6 +114,21 @@ type Server struct {
 	DHCPNetwork *pxe.Network
 	// LeaseFile stores DHCPFull leases; "" keeps them in memory.
 	LeaseFile string
+	// DHCPAllow, when not empty, lists the only MACs DHCP answers (in
+	// DHCPFull, the only machines that get an address, network-booting or
+	// not); DHCPDeny lists MACs it never answers, and wins. They are
+	// pxe.Server's Allow and Deny. An inventory that ignores unknown
+	// machines withholds boot information only: plain DHCP clients still get
+	// addresses in DHCPFull unless DHCPAllow says otherwise.
+	DHCPAllow, DHCPDeny []net.HardwareAddr
+	// DHCPPolicyTimeout bounds one boot decision at DHCP time (the
+	// Inventory's Boot); zero means pxe's default of 2 s. A slower
+	// Inventory answers the client's next try if it caches (PixiecoreAPI
+	// does).
+	DHCPPolicyTimeout time.Duration
+	// DHCPWorkers is pxe.Server.Workers: DHCP packets handled at once per
+	// socket; zero means pxe's default.
+	DHCPWorkers int
 	// UEFI chooses how proxyDHCP answers UEFI firmware; see pxe.UEFIProxy.
 	UEFI pxe.UEFIProxy
 	// Loaders is the DHCP boot policy: loader names per firmware.
@@ -417,6 +432,11 @@ func (s *Server) pxeServer(base string, tracker *Tracker, log *slog.Logger) (*px
 		Policy:    policy,
 		LeaseFile: s.LeaseFile,
 		Logger:    log,
+
+		Allow:         s.DHCPAllow,
+		Deny:          s.DHCPDeny,
+		PolicyTimeout: s.DHCPPolicyTimeout,
+		Workers:       s.DHCPWorkers,
 	}, nil
 }
 

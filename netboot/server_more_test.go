@@ -74,6 +74,36 @@ func TestServerFullDHCP(t *testing.T) {
 	})
 }
 
+// TestServerDHCPAllowDeny checks that the Server hands its DHCP allow- and
+// deny-lists to pxe: in full mode a denied machine, or one off the
+// allow-list, gets no address even as a plain DHCP client.
+func TestServerDHCPAllowDeny(t *testing.T) {
+	testenv.Root(t) // the reply goes to the relay's port 67
+	fx := newBootFixture(t, nil)
+	allowed, denied, other := mustMAC(t, "52:54:00:00:00:01"), mustMAC(t, "52:54:00:00:00:02"), mustMAC(t, "52:54:00:00:00:03")
+	r := startServer(t, &netboot.Server{
+		Inventory:   fx.inv,
+		DHCP:        netboot.DHCPFull,
+		DHCPNetwork: &pxe.Network{Subnet: net.IPNet{IP: net.IPv4(127, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)}, RangeStart: net.IPv4(127, 0, 9, 10), RangeEnd: net.IPv4(127, 0, 9, 20)},
+		DHCPAllow:   []net.HardwareAddr{allowed, denied},
+		DHCPDeny:    []net.HardwareAddr{denied},
+	})
+	relay, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 67})
+	require.NoError(t, err)
+	defer relay.Close()
+	discover := func(mac net.HardwareAddr) *dhcpv4.DHCPv4 {
+		d, err := dhcpv4.NewDiscovery(mac)
+		require.NoError(t, err)
+		d.GatewayIPAddr = net.IPv4(127, 0, 0, 2)
+		return sendDHCP(t, relay, r.dhcpAddr, d, time.Second)
+	}
+	offer := discover(allowed)
+	require.NotNil(t, offer, "the allowed machine")
+	assert.Equal(t, dhcpv4.MessageTypeOffer, offer.MessageType())
+	assert.Nil(t, discover(denied), "denied, though on the allow-list")
+	assert.Nil(t, discover(other), "not on the allow-list")
+}
+
 // TestServerMetricsResults checks that refusals, missing files and our own
 // failures are counted apart, and failures of ours in errors_total.
 func TestServerMetricsResults(t *testing.T) {
