@@ -87,6 +87,14 @@ type MachineConfig struct {
 // GroupConfig gives a profile to machines whose facts match every selector
 // entry (see Machine.Facts; machine labels count too). Groups with more
 // selector entries are tried first; among equals, file order decides.
+//
+// The inventory is asked twice per boot, with different facts. At DHCP
+// time (which loader the machine gets, and whether it is answered at all)
+// there is "firmware" (pxe's name: "bios", "efi-x86_64", "efi-arm64", ...) and
+// no "ip"; at HTTP time (its script, kernel and initrds) there is "ip" and
+// no "firmware". A group selecting on either can give one machine its
+// loader from one profile and its kernel from another: select on mac, uuid,
+// arch, hostname or machine labels where the two must agree.
 type GroupConfig struct {
 	Name     string            `json:"name,omitempty"`
 	Selector map[string]string `json:"selector"`
