@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -65,6 +66,11 @@ type Server struct {
 
 	// HTTPListener is the HTTP socket. nil disables HTTP. Serve closes it.
 	HTTPListener net.Listener
+	// AdminListener, when set, is the only socket serving StatePath and
+	// MetricsPath: every machine's MAC, address and profile then stay off
+	// the port the machines boot from, which any of them can reach. nil
+	// serves both on HTTPListener. Serve closes it.
+	AdminListener net.Listener
 	// HTTPURL is the base URL machines reach HTTPListener at, e.g.
 	// "http://10.0.0.1:8080". "" means: scripts use the Host header of each
 	// request (right behind NAT, such as QEMU's user network), and DHCP and
@@ -153,7 +159,7 @@ type Server struct {
 func (s *Server) Serve(ctx context.Context) error {
 	log := orDiscard(s.Logger)
 	closeAll := func() {
-		for _, c := range []interface{ Close() error }{s.httpCloser(), s.TFTPConn, s.DHCPConn, s.DHCPBootConn} {
+		for _, c := range []io.Closer{s.HTTPListener, s.AdminListener, s.TFTPConn, s.DHCPConn, s.DHCPBootConn} {
 			if c != nil {
 				c.Close()
 			}
@@ -225,27 +231,25 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		wg.Go(func() { fail(t.Serve(ctx)) })
 	}
-	if s.HTTPListener != nil {
-		h := &HTTPHandler{Inventory: s.Inventory, Files: s.Files, BaseURL: s.HTTPURL, Tracker: tracker, Observer: observer, Logger: log}
-		var metricsHandler http.Handler
-		if g, ok := reg.(prometheus.Gatherer); ok {
-			metricsHandler = promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+	var metricsHandler http.Handler
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		metricsHandler = promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+	}
+	// admin serves the state and metrics paths; ok is false for others.
+	admin := func(w http.ResponseWriter, r *http.Request) (ok bool) {
+		switch {
+		case r.URL.Path == StatePath && r.Method == http.MethodGet:
+			tracker.ServeHTTP(w, r)
+		case r.URL.Path == MetricsPath && r.Method == http.MethodGet && metricsHandler != nil:
+			metricsHandler.ServeHTTP(w, r)
+		default:
+			return false
 		}
-		// Routed by hand, not with http.ServeMux: the mux answers paths such
-		// as "//ipxe.efi" with a redirect, which some UEFI firmware cannot
-		// follow; HTTPHandler cleans names itself.
-		mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			switch {
-			case r.URL.Path == StatePath && r.Method == http.MethodGet:
-				tracker.ServeHTTP(w, r)
-			case r.URL.Path == MetricsPath && r.Method == http.MethodGet && metricsHandler != nil:
-				metricsHandler.ServeHTTP(w, r)
-			default:
-				h.ServeHTTP(w, r)
-			}
-		})
+		return true
+	}
+	serveHTTP := func(l net.Listener, h http.Handler, stall time.Duration) {
 		hs := &http.Server{
-			Handler:           mux,
+			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second,
 			// Firmware fetches its files back to back, then starts a
 			// kernel without closing its connections. A machine that
@@ -257,7 +261,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			IdleTimeout: 5 * time.Second,
 			ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
-		if stall := cmp.Or(s.HTTPStallTimeout, DefaultHTTPStallTimeout); stall > 0 {
+		if stall > 0 {
 			hs.ConnState = func(c net.Conn, state http.ConnState) {
 				if state != http.StateNew {
 					return
@@ -268,9 +272,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 		}
 		wg.Go(func() {
-			err := hs.Serve(s.HTTPListener)
+			err := hs.Serve(l)
 			if !errors.Is(err, http.ErrServerClosed) {
-				fail(fmt.Errorf("netboot: http on %s: %w", s.HTTPListener.Addr(), err))
+				fail(fmt.Errorf("netboot: http on %s: %w", l.Addr(), err))
 			}
 		})
 		wg.Go(func() {
@@ -281,6 +285,26 @@ func (s *Server) Serve(ctx context.Context) error {
 				hs.Close()
 			}
 		})
+	}
+	if s.HTTPListener != nil {
+		h := &HTTPHandler{Inventory: s.Inventory, Files: s.Files, BaseURL: s.HTTPURL, Tracker: tracker, Observer: observer, Logger: log}
+		// Routed by hand, not with http.ServeMux: the mux answers paths such
+		// as "//ipxe.efi" with a redirect, which some UEFI firmware cannot
+		// follow; HTTPHandler cleans names itself.
+		mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if s.AdminListener == nil && admin(w, r) {
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+		serveHTTP(s.HTTPListener, mux, cmp.Or(s.HTTPStallTimeout, DefaultHTTPStallTimeout))
+	}
+	if s.AdminListener != nil {
+		serveHTTP(s.AdminListener, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !admin(w, r) {
+				http.NotFound(w, r)
+			}
+		}), -1)
 	}
 	if dhcp != nil {
 		wg.Go(func() { fail(dhcp.Serve(ctx)) })
@@ -296,13 +320,6 @@ func addrOf(c net.PacketConn) string {
 		return "off"
 	}
 	return c.LocalAddr().String()
-}
-
-func (s *Server) httpCloser() interface{ Close() error } {
-	if s.HTTPListener == nil {
-		return nil
-	}
-	return s.HTTPListener
 }
 
 // String names the mode.

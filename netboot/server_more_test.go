@@ -198,3 +198,28 @@ func TestProfileIPXETemplate(t *testing.T) {
 		assert.True(t, strings.HasPrefix(seen.IP.String(), "127."))
 	})
 }
+
+// TestServerAdminListener checks that with an AdminListener the state and
+// metrics are served there and only there.
+func TestServerAdminListener(t *testing.T) {
+	fx := newBootFixture(t, nil)
+	admin, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	adminURL := "http://" + admin.Addr().String()
+	r := startServer(t, &netboot.Server{Inventory: fx.inv, AdminListener: admin, Metrics: prometheus.NewRegistry()})
+
+	resp, body := get(t, r.httpURL+"/boot.ipxe?mac=52:54:00:12:34:56")
+	require.Equal(t, 200, resp.StatusCode, "%s", body)
+	for _, p := range []string{netboot.StatePath, netboot.MetricsPath} {
+		resp, _ := get(t, r.httpURL+p)
+		assert.Equal(t, 404, resp.StatusCode, "%s on the boot port", p)
+	}
+	resp, body = get(t, adminURL+netboot.StatePath)
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, string(body), `"mac": "52:54:00:12:34:56"`)
+	resp, body = get(t, adminURL+netboot.MetricsPath)
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, string(body), "nixboot_")
+	resp, _ = get(t, adminURL+"/boot.ipxe")
+	assert.Equal(t, 404, resp.StatusCode, "boot files are not on the admin port")
+}

@@ -206,3 +206,23 @@ func TestNoArguments(t *testing.T) {
 	err = run(context.Background(), options{pxelinux: true, install: installOptions{generations: "/x"}}, slog.New(slog.DiscardHandler))
 	require.ErrorContains(t, err, "choose one")
 }
+
+// TestAdminFlag: -admin moves the state and metrics off the boot port.
+func TestAdminFlag(t *testing.T) {
+	admin, httpAddr := freeAddr(t, "tcp"), freeAddr(t, "tcp")
+	o, err := parseFlags([]string{"-admin", admin, "-http", httpAddr, "-tftp", ""})
+	require.NoError(t, err)
+	o.demoKernel = testenv.Kernel(t)
+	testenv.File(t, "/usr/lib/ipxe/undionly.kpxe")
+	serve(t, o, "http://"+httpAddr+"/boot.ipxe")
+	code, _ := get(t, "http://"+httpAddr+"/boot.ipxe?mac=52:54:00:12:34:56&arch=x86_64")
+	require.Equal(t, http.StatusOK, code)
+	code, _ = get(t, "http://"+httpAddr+"/state.json")
+	assert.Equal(t, http.StatusNotFound, code, "state on the boot port")
+	code, body := get(t, "http://"+admin+"/state.json")
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "52:54:00:12:34:56")
+	code, body = get(t, "http://"+admin+"/metrics")
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "nixboot_")
+}

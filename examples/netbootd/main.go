@@ -57,6 +57,7 @@ import (
 type options struct {
 	inventory  string
 	httpAddr   string
+	adminAddr  string
 	httpURL    string
 	tftpAddr   string
 	loaders    string
@@ -104,6 +105,7 @@ func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("netbootd", flag.ContinueOnError)
 	fs.StringVar(&o.inventory, "inventory", "", "JSON inventory file (reloaded when it changes); empty serves the built-in demo profile")
 	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8069", "HTTP listen address; empty disables HTTP")
+	fs.StringVar(&o.adminAddr, "admin", "", "listen address for "+netboot.StatePath+" and "+netboot.MetricsPath+" alone (say 127.0.0.1:9069), so the boot port does not serve them; empty serves them on -http")
 	fs.StringVar(&o.httpURL, "url", "", "base URL machines reach the HTTP server at (default: from each request's Host, or the listen address)")
 	fs.StringVar(&o.tftpAddr, "tftp", "127.0.0.1:6969", "TFTP listen address; empty disables TFTP")
 	fs.StringVar(&o.loaders, "loaders", "/usr/lib/ipxe", "directory of iPXE loaders (undionly.kpxe, ipxe.efi, snponly.efi) served over TFTP and HTTP")
@@ -220,11 +222,23 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 		s.HTTPListener = ln
 	}
-	if o.tftpAddr != "" {
-		pc, err := net.ListenPacket("udp4", o.tftpAddr)
+	if o.adminAddr != "" {
+		ln, err := net.Listen("tcp", o.adminAddr)
 		if err != nil {
 			if s.HTTPListener != nil {
 				s.HTTPListener.Close()
+			}
+			return err
+		}
+		s.AdminListener = ln
+	}
+	if o.tftpAddr != "" {
+		pc, err := net.ListenPacket("udp4", o.tftpAddr)
+		if err != nil {
+			for _, l := range []net.Listener{s.HTTPListener, s.AdminListener} {
+				if l != nil {
+					l.Close()
+				}
 			}
 			return err
 		}
@@ -387,7 +401,14 @@ func printSummary(s *netboot.Server, o options, summary []string) {
 	httpPort := ""
 	if s.HTTPListener != nil {
 		_, httpPort, _ = net.SplitHostPort(s.HTTPListener.Addr().String())
-		fmt.Printf("  http       %s  (boot script /boot.ipxe, state %s, metrics %s)\n", s.HTTPListener.Addr(), netboot.StatePath, netboot.MetricsPath)
+		if s.AdminListener == nil {
+			fmt.Printf("  http       %s  (boot script /boot.ipxe, state %s, metrics %s)\n", s.HTTPListener.Addr(), netboot.StatePath, netboot.MetricsPath)
+		} else {
+			fmt.Printf("  http       %s  (boot script /boot.ipxe)\n", s.HTTPListener.Addr())
+		}
+	}
+	if s.AdminListener != nil {
+		fmt.Printf("  admin      %s  (state %s, metrics %s)\n", s.AdminListener.Addr(), netboot.StatePath, netboot.MetricsPath)
 	}
 	if s.TFTPConn != nil {
 		fmt.Printf("  tftp       %s  (loaders, and boot.ipxe chaining to HTTP)\n", s.TFTPConn.LocalAddr())
@@ -402,7 +423,11 @@ func printSummary(s *netboot.Server, o options, summary []string) {
 		fmt.Println("Look at it:")
 		fmt.Printf("  curl http://127.0.0.1:%s/boot.ipxe\n", httpPort)
 		fmt.Printf("  curl 'http://127.0.0.1:%s/boot.ipxe?mac=52:54:00:12:34:56'\n", httpPort)
-		fmt.Printf("  curl http://127.0.0.1:%s%s\n", httpPort, netboot.StatePath)
+		if s.AdminListener != nil {
+			fmt.Printf("  curl http://%s%s\n", s.AdminListener.Addr(), netboot.StatePath)
+		} else {
+			fmt.Printf("  curl http://127.0.0.1:%s%s\n", httpPort, netboot.StatePath)
+		}
 		if s.TFTPConn != nil {
 			_, tport, _ := net.SplitHostPort(s.TFTPConn.LocalAddr().String())
 			fmt.Printf("  tftp 127.0.0.1 %s -m binary -c get undionly.kpxe\n", tport)
