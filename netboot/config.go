@@ -71,6 +71,12 @@ type ProfileConfig struct {
 	// content, executed with TemplateData), written as a gzip newc segment
 	// appended to the profile's last initrd when it is served. The last
 	// initrd must be a local file.
+	//
+	// The initrd URL names the machine by MAC, which is no secret: any
+	// client that can reach the HTTP port can fetch any machine's overlay.
+	// Put public data there (host names, authorized_keys, network
+	// configuration), not private keys or tokens, unless only the machines
+	// can reach the port.
 	Overlay map[string]string `json:"overlay,omitempty"`
 }
 
