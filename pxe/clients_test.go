@@ -1,3 +1,5 @@
+//go:build linux
+
 package pxe_test
 
 import (

@@ -11,11 +11,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Lease is one address handed to one machine, as stored in the lease file.
@@ -388,8 +387,11 @@ func openLeaseStore(path string) (*leaseStore, []Lease, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("pxe: lease lock %s: %w", path, err)
 	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := lockFile(lock); err != nil {
 		lock.Close()
+		if errors.Is(err, errors.ErrUnsupported) {
+			return nil, nil, fmt.Errorf("pxe: lease file %s: %w", path, err)
+		}
 		return nil, nil, fmt.Errorf("pxe: lease file %s is in use by another server: %w", path, err)
 	}
 	ls, err := readLeaseFile(path)
@@ -471,15 +473,26 @@ func writeFileAtomic(path string, d leaseFileData) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("pxe: replace lease file %s: %w", path, err)
 	}
-	dir, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("pxe: sync directory of %s: %w", path, err)
-	}
-	defer dir.Close()
-	if err := dir.Sync(); err != nil {
+	if err := syncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("pxe: sync directory of %s: %w", path, err)
 	}
 	return nil
+}
+
+// syncDir makes a rename in dir durable by fsyncing the directory. On
+// Windows it does nothing: os.Open opens a directory read-only there, and
+// FlushFileBuffers fails on a handle without write access; NTFS journals
+// the rename itself.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func lastAddr(p netip.Prefix) netip.Addr {

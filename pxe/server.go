@@ -72,7 +72,10 @@ type Server struct {
 	// Interface is the network device to serve. Sockets Serve opens are
 	// bound to it (SO_BINDTODEVICE, needs CAP_NET_RAW), so replies leave
 	// through it. "" binds to no device, which only makes sense with Conn
-	// and BootConn given (tests on loopback).
+	// and BootConn given (tests on loopback). Binding to a device is
+	// Linux-only (see ListenPacket): elsewhere Serve fails with an error
+	// wrapping errors.ErrUnsupported unless Conn (and, in ModeProxy,
+	// BootConn) is given, for instance from ListenPacket("", 67).
 	Interface string
 	// ServerIP is this server's IPv4 address on Interface: option 54 and
 	// the default siaddr (next server). Required.
@@ -107,7 +110,9 @@ type Server struct {
 	// LeaseFile stores ModeFull leases, rewritten atomically before each
 	// ACK; "" keeps leases in memory only. A corrupt file makes Serve fail
 	// with ErrLeaseFile and is never overwritten. While Serve runs it holds
-	// an flock on LeaseFile + ".lock".
+	// an flock on LeaseFile + ".lock" (LockFileEx on Windows; on systems
+	// with neither, a LeaseFile makes Serve fail with an error wrapping
+	// errors.ErrUnsupported).
 	LeaseFile string
 	// Workers bounds the packets handled at once (per socket) that call
 	// the Policy or write LeaseFile. Zero means 32. Packets beyond that
@@ -404,7 +409,8 @@ const readBatch = 32
 // kernel, so memory and goroutines stay bounded and a slow policy holds
 // up only the workers it occupies. On UDP sockets reads are batched with
 // recvmmsg and the reader's replies to one batch go out with one sendmmsg
-// (batchConn), which matters under a boot storm; replies are built in
+// (batchConn; on systems other than Linux a batch is one datagram), which
+// matters under a boot storm; replies are built in
 // memory the reader reuses (scratch, wire.go). It returns nil once
 // conn is closed for shutdown, after the workers have finished.
 func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, workers int) error {
