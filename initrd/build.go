@@ -6,14 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // Segment is one member of an initrd: entries written as one cpio archive,
@@ -220,152 +216,63 @@ func copySource(ctx context.Context, cw *Writer, e *Entry, src *sourceOpener, bu
 	return nil
 }
 
-// sourceOpener keeps each confining os.Root, and the directory of the last
-// file read, open while a segment is written. Files of one directory come
-// together in archive order; they are opened relative to that directory
-// with openat(2) and O_NOFOLLOW, and read with read(2) into the caller's
-// buffer: no os.File per file, no poller registration, and for a small
-// file three system calls (open, read, close).
-type sourceOpener struct {
-	roots   map[string]*os.Root
-	lastDir string
-	lastKey string
-	dir     *os.File // lastDir, opened through its root
-	dirfd   int
-}
+// sourceRoots keeps each confining os.Root open, by directory, while a
+// segment is written.
+type sourceRoots map[string]*os.Root
 
-func newSourceOpener() *sourceOpener {
-	return &sourceOpener{roots: map[string]*os.Root{}, dirfd: -1}
-}
-
-// sourceFile is an open source: a raw descriptor, or an *os.File where the
-// fast path does not apply.
-type sourceFile struct {
-	fd int
-	f  *os.File
-}
-
-func (sf sourceFile) Read(b []byte) (int, error) {
-	if sf.f != nil {
-		return sf.f.Read(b)
+// get returns the os.Root of dir, opening it the first time.
+func (rs sourceRoots) get(dir string) (*os.Root, error) {
+	r, ok := rs[dir]
+	if !ok {
+		var err error
+		if r, err = os.OpenRoot(dir); err != nil {
+			return nil, err
+		}
+		rs[dir] = r
 	}
-	for {
-		n, err := unix.Read(sf.fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		if n == 0 && len(b) > 0 {
-			return 0, io.EOF
-		}
-		return n, nil
+	return r, nil
+}
+
+func (rs sourceRoots) close() {
+	for _, r := range rs {
+		r.Close()
 	}
 }
 
-func (sf sourceFile) Close() error {
-	if sf.f != nil {
-		return sf.f.Close()
+// openSource opens src through r, the os.Root of src.Root, or, with r nil
+// (src.Root is ""), at its path, and fails unless it is a regular file.
+// Sources are opened with openFlags (O_NONBLOCK where there is one) and
+// checked: one replaced by a FIFO after planning would otherwise block the
+// open until a writer came, and a device could be read without end.
+func openSource(r *os.Root, src Source) (*os.File, error) {
+	var f *os.File
+	var err error
+	if r == nil {
+		f, err = os.OpenFile(src.Path, os.O_RDONLY|openFlags, 0)
+	} else {
+		f, err = r.OpenFile(src.Path, os.O_RDONLY|openFlags, 0)
 	}
-	return unix.Close(sf.fd)
-}
-
-// openRegular opens a source with open and fails unless it is a regular
-// file. Sources are opened with O_NONBLOCK and checked: one replaced by a
-// FIFO after planning would otherwise block the open until a writer came,
-// and a device could be read without end. O_NONBLOCK does not change how a
-// regular file reads.
-func openRegular(open func() (*os.File, error), name string) (sourceFile, error) {
-	f, err := open()
 	if err != nil {
-		return sourceFile{}, err
+		return nil, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return sourceFile{}, err
+		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
 		var t Type
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			t = typeFromMode(uint32(st.Mode))
+		if st, ok := lstatOfInfo(fi); ok {
+			t = typeFromMode(st.mode)
 		}
-		return sourceFile{}, notRegular(name, t)
+		return nil, notRegular(src.Path, t)
 	}
-	return sourceFile{fd: -1, f: f}, nil
+	return f, nil
 }
 
 func notRegular(name string, t Type) error {
 	return fmt.Errorf("%w: %s is a %s now, not a regular file", ErrChanged, name, t)
-}
-
-func (s *sourceOpener) open(src Source) (sourceFile, error) {
-	if src.Root == "" {
-		return openRegular(func() (*os.File, error) { return os.OpenFile(src.Path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0) }, src.Path)
-	}
-	r, ok := s.roots[src.Root]
-	if !ok {
-		var err error
-		if r, err = os.OpenRoot(src.Root); err != nil {
-			return sourceFile{}, err
-		}
-		s.roots[src.Root] = r
-	}
-	slow := func() (sourceFile, error) {
-		return openRegular(func() (*os.File, error) { return r.OpenFile(src.Path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0) }, src.Path)
-	}
-	dir, base := filepath.Split(src.Path)
-	if dir == "" || base == "" || base == "." || base == ".." {
-		return slow()
-	}
-	if s.dir == nil || s.lastKey != src.Root || s.lastDir != dir {
-		if s.dir != nil {
-			s.dir.Close()
-			s.dir, s.dirfd = nil, -1
-		}
-		// Opened through the root, so it lies inside it.
-		d, err := r.Open(dir)
-		if err != nil {
-			return sourceFile{}, err
-		}
-		s.dir, s.dirfd, s.lastKey, s.lastDir = d, int(d.Fd()), src.Root, dir
-	}
-	// base is one name without a slash, and O_NOFOLLOW refuses a
-	// symlink: the file opened is inside the directory, so inside the
-	// root. A symlink (ELOOP) takes the os.Root path, which follows it
-	// only as long as it stays inside the root.
-	for {
-		fd, err := unix.Openat(s.dirfd, base, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
-		switch err {
-		case nil:
-			var st unix.Stat_t
-			if err := unix.Fstat(fd, &st); err != nil {
-				unix.Close(fd)
-				return sourceFile{}, &fs.PathError{Op: "fstat", Path: src.Path, Err: err}
-			}
-			if st.Mode&unix.S_IFMT != unix.S_IFREG {
-				unix.Close(fd)
-				return sourceFile{}, notRegular(src.Path, typeFromMode(uint32(st.Mode)))
-			}
-			return sourceFile{fd: fd}, nil
-		case unix.EINTR:
-			continue
-		case unix.ELOOP:
-			return slow()
-		}
-		return sourceFile{}, &fs.PathError{Op: "openat", Path: src.Path, Err: err}
-	}
-}
-
-func (s *sourceOpener) close() {
-	if s.dir != nil {
-		s.dir.Close()
-	}
-	for _, r := range s.roots {
-		r.Close()
-	}
 }
 
 // Write writes the segments one after the other to w, as the kernel reads
@@ -378,6 +285,10 @@ func (s *sourceOpener) close() {
 // opt.Existing, or is one of the kernel's built-in dev and root; otherwise
 // it fails with ErrMissingParent naming the entry, as the kernel would
 // silently drop it.
+//
+// On Linux, sources of one directory are opened relative to it with
+// openat(2) and read with read(2); elsewhere each is opened through its
+// os.Root as an *os.File. The bytes written are the same.
 func Write(ctx context.Context, w io.Writer, segs []Segment, opt WriteOptions) ([]SegmentInfo, error) {
 	for i, s := range segs {
 		if s.Compression == LZ4 && i != len(segs)-1 {

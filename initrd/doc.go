@@ -83,6 +83,24 @@
 // matched by (major, minor, inode, mode) until the next TRAILER!!!; device
 // numbers come from rdevmajor/rdevminor.
 //
+// # Other systems
+//
+// The package builds wherever Go does, and everything but reading host
+// files is the same everywhere. Reading them is fastest on Linux: the
+// streaming walk lstats and opens relative to each directory's descriptor
+// (fstatat, openat with O_NOFOLLOW) and [Write] reads sources with raw
+// read(2) calls. Elsewhere both go through os.Root and os.File, for the
+// same archive. Other Unix systems take owners, modes, device numbers and
+// hard links from struct stat, as Linux does. Systems without it
+// (Windows) give [Tree], [File] and the streaming walk only what
+// fs.FileInfo holds: the type, the permission bits as Go reports them
+// (0666 or 0444 for files, so no executable bit), the size and the time;
+// owners are 0, there are no device numbers, and every name is a file of
+// its own (no hard-link groups). Set modes through a manifest or [Entry]
+// values where they matter. There, too, without inode numbers, a
+// directory replaced during a streaming walk by a symlink that stays
+// inside the tree is followed instead of failing with [ErrChanged].
+//
 // # Neighbours and non-goals
 //
 // The netboot package serves what this package builds; ipxe scripts name

@@ -1,3 +1,5 @@
+//go:build unix
+
 package initrd_test
 
 import (

@@ -153,7 +153,10 @@ type nameGroup struct {
 // changed in between fails the write with ErrChanged naming it, a file
 // whose size changes while it is read with ErrChanged naming the file.
 //
-// Trees are confined as with Tree. Errors are those of Plan, Tree and
+// Trees are confined as with Tree. On Linux each directory's entries are
+// lstat'ed and opened relative to its descriptor (fstatat, openat with
+// O_NOFOLLOW); elsewhere through os.Root, with the same result (see the
+// package documentation, "Other systems"). Errors are those of Plan, Tree and
 // Closure; as with Plan, the first error found is returned (found in
 // archive order rather than input order).
 func PlanStream(inputs []Input, opt PlanOptions) (*Stream, error) {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path"
 	"slices"
-	"syscall"
 )
 
 // Tree returns entries for everything below the host directory dir, placed
@@ -16,8 +15,10 @@ import (
 // with several names inside the tree become hard-link groups. dir itself
 // becomes the prefix directory (nothing when prefix is "").
 //
-// Owners, modes, times and device numbers come from lstat. Errors name the
-// path that failed. The entries are held in memory, about 200 bytes each;
+// Owners, modes, times and device numbers come from lstat; on systems
+// without struct stat (Windows) only the type, permission bits, size and
+// time are known, and there are no hard-link groups (see the package
+// documentation, "Other systems"). Errors name the path that failed. The entries are held in memory, about 200 bytes each;
 // TreeInput and PlanStream give the same segment without holding them.
 func Tree(dir, prefix string) ([]Entry, error) {
 	root, err := os.OpenRoot(dir)
@@ -106,8 +107,8 @@ func (t *treeWalk) add(r *os.Root, n, rel string, fi fs.FileInfo) error {
 		}
 	case TypeReg:
 		e.Source = Source{Root: t.dir, Path: rel}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
-			id := fileID{uint64(st.Dev), st.Ino}
+		if st, ok := lstatOfInfo(fi); ok && st.nlink > 1 {
+			id := fileID{st.dev, st.ino}
 			if first, ok := t.seen[id]; ok {
 				e = Entry{Header: Header{Name: name, Type: TypeLink, Linkname: first}}
 			} else {
@@ -125,7 +126,7 @@ func (t *treeWalk) add(r *os.Root, n, rel string, fi fs.FileInfo) error {
 // File returns the entry for the host file at hostPath placed at name in the
 // archive. Symlinks in hostPath are followed: naming a file is a choice the
 // caller made. A directory gives just the directory entry (use Tree for
-// its contents).
+// its contents). What stat tells depends on the system, as for Tree.
 func File(hostPath, name string) (Entry, error) {
 	fi, err := os.Stat(hostPath)
 	if err != nil {
@@ -142,10 +143,9 @@ func File(hostPath, name string) (Entry, error) {
 }
 
 func entryFromInfo(fi fs.FileInfo, name string) (Entry, error) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
+	st, ok := lstatOfInfo(fi)
 	if !ok {
 		return Entry{}, fmt.Errorf("%w: %s: no stat data (%T)", ErrInvalidHeader, name, fi.Sys())
 	}
-	l := lstatOfSys(st)
-	return entryFromStat(&l, name)
+	return entryFromStat(&st, name)
 }

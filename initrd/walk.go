@@ -4,14 +4,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
-	"os"
 	"path"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // item is an entry on its way from an input to the planner, with the
@@ -64,19 +60,6 @@ type lstat struct {
 	isDir    bool
 }
 
-// lstatOf and lstatOfSys convert the two packages' stat results; the
-// conversions are for the architectures whose fields are narrower (nlink
-// is 32 bits on arm64, times on 386).
-func lstatOf(st *unix.Stat_t) lstat {
-	return lstat{mode: st.Mode, uid: st.Uid, gid: st.Gid, size: st.Size, mtime: int64(st.Mtim.Sec),
-		rdev: uint64(st.Rdev), dev: uint64(st.Dev), ino: st.Ino, nlink: uint64(st.Nlink), isDir: st.Mode&unix.S_IFMT == unix.S_IFDIR}
-}
-
-func lstatOfSys(st *syscall.Stat_t) lstat {
-	return lstat{mode: st.Mode, uid: st.Uid, gid: st.Gid, size: st.Size, mtime: int64(st.Mtim.Sec),
-		rdev: uint64(st.Rdev), dev: uint64(st.Dev), ino: st.Ino, nlink: uint64(st.Nlink), isDir: st.Mode&syscall.S_IFMT == syscall.S_IFDIR}
-}
-
 // entryFromStat returns the entry for a file with stat result st, placed
 // at name. Tree and File (through entryFromInfo) and the streaming walk all
 // make their entries here.
@@ -95,7 +78,7 @@ func entryFromStat(st *lstat, name string) (Entry, error) {
 	case TypeReg:
 		e.Size = st.size
 	case TypeChar, TypeBlock:
-		e.Devmajor, e.Devminor = unix.Major(st.rdev), unix.Minor(st.rdev)
+		e.Devmajor, e.Devminor = devNumbers(st.rdev)
 	case 0:
 		return Entry{}, fmt.Errorf("%w: %s has unsupported file mode %#o", ErrInvalidHeader, name, st.mode)
 	}
@@ -138,8 +121,7 @@ func keyByte(k *wkey, i int) int {
 
 // frame is a directory being walked.
 type frame struct {
-	f      *os.File // the directory; its descriptor is fd
-	fd     int
+	d      wdir   // the directory
 	root   string // host directory of the tree (Source.Root)
 	prefix string // archive prefix of the tree
 	rel    string // path of this directory in the tree, "." for its root
@@ -151,9 +133,9 @@ type frame struct {
 
 // walker walks host trees in archive order (full-path byte order, what
 // `find . | LC_ALL=C sort` gives). Each directory is listed once and its
-// entries are lstat'ed relative to it (fstatat with AT_SYMLINK_NOFOLLOW),
-// and subdirectories are opened relative to it with O_NOFOLLOW: nothing
-// outside the tree is reached. It holds the names and stat results of the
+// entries are lstat'ed relative to it, and subdirectories are opened
+// relative to it without following symlinks (see wdir): nothing outside
+// the tree is reached. It holds the names and stat results of the
 // directories on the current path only.
 //
 // Each listing's stat results are hashed; with check set the walk compares
@@ -176,26 +158,24 @@ type walker struct {
 // as Tree does.
 func newTreeWalker(dir, prefix string, scope int) *walker {
 	return &walker{start: func(w *walker) error {
-		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		d, err := openWalkDir(dir)
 		if err != nil {
-			return fmt.Errorf("initrd: tree %s: %w", dir, &fs.PathError{Op: "open", Path: dir, Err: err})
+			return fmt.Errorf("initrd: tree %s: %w", dir, err)
 		}
-		f := os.NewFile(uintptr(fd), dir)
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			f.Close()
-			return fmt.Errorf("initrd: tree %s: %w", dir, &fs.PathError{Op: "fstat", Path: dir, Err: err})
+		ls, err := d.stat(dir)
+		if err != nil {
+			d.close()
+			return fmt.Errorf("initrd: tree %s: %w", dir, err)
 		}
-		ls := lstatOf(&st)
 		if name := path.Join(prefix, "."); name != "." && name != "" {
 			e, err := entryFromStat(&ls, name)
 			if err != nil {
-				f.Close()
+				d.close()
 				return fmt.Errorf("initrd: tree %s: %w", dir, err)
 			}
 			w.pending = append(w.pending, item{Entry: e})
 		}
-		return w.push(&frame{f: f, fd: fd, root: dir, prefix: prefix, rel: ".", scope: scope})
+		return w.push(&frame{d: d, root: dir, prefix: prefix, rel: ".", scope: scope})
 	}}
 }
 
@@ -204,17 +184,17 @@ func newTreeWalker(dir, prefix string, scope int) *walker {
 // directory among them is a tree of its own (its own hard-link scope).
 func newStoreWalker(storeDir string, bases []string, scope int) *walker {
 	return &walker{start: func(w *walker) error {
-		fd, err := unix.Open(storeDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		d, err := openWalkDir(storeDir)
 		if err != nil {
-			return fmt.Errorf("initrd: closure: %w", &fs.PathError{Op: "open", Path: storeDir, Err: err})
+			return fmt.Errorf("initrd: closure: %w", err)
 		}
-		fr := &frame{f: os.NewFile(uintptr(fd), storeDir), fd: fd, root: storeDir, prefix: "nix/store", rel: ".", store: true}
+		fr := &frame{d: d, root: storeDir, prefix: "nix/store", rel: ".", store: true}
 		fr.keys = make([]wkey, 0, 2*len(bases))
 		for i, b := range bases {
 			fr.keys = append(fr.keys, wkey{name: b, scope: scope + i})
 		}
 		if err := w.stat(fr); err != nil {
-			fr.f.Close()
+			fr.d.close()
 			return fmt.Errorf("initrd: closure: %w", err)
 		}
 		w.frames = append(w.frames, fr)
@@ -225,9 +205,9 @@ func newStoreWalker(storeDir string, bases []string, scope int) *walker {
 // push lists the directory of fr, lstats its entries and makes it the
 // current frame.
 func (w *walker) push(fr *frame) error {
-	names, err := fr.f.Readdirnames(-1)
+	names, err := fr.d.names()
 	if err != nil {
-		fr.f.Close()
+		fr.d.close()
 		return &fs.PathError{Op: "readdir", Path: path.Join(fr.root, fr.rel), Err: err}
 	}
 	fr.keys = make([]wkey, len(names), len(names)+8)
@@ -235,7 +215,7 @@ func (w *walker) push(fr *frame) error {
 		fr.keys[i] = wkey{name: n, scope: fr.scope}
 	}
 	if err := w.stat(fr); err != nil {
-		fr.f.Close()
+		fr.d.close()
 		return err
 	}
 	w.frames = append(w.frames, fr)
@@ -250,18 +230,11 @@ func (w *walker) stat(fr *frame) error {
 	n := len(fr.keys)
 	for i := 0; i < n; i++ {
 		k := &fr.keys[i]
-		var st unix.Stat_t
-		for {
-			err := unix.Fstatat(fr.fd, k.name, &st, unix.AT_SYMLINK_NOFOLLOW)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				return &fs.PathError{Op: "lstat", Path: path.Join(fr.root, fr.rel, k.name), Err: err}
-			}
-			break
+		st, err := fr.d.lstatAt(k.name, path.Join(fr.root, fr.rel, k.name))
+		if err != nil {
+			return err
 		}
-		k.st = lstatOf(&st)
+		k.st = st
 		if k.st.isDir {
 			fr.keys = append(fr.keys, wkey{name: k.name, desc: true, st: k.st, scope: k.scope})
 		}
@@ -322,7 +295,7 @@ func (w *walker) next() (item, bool, error) {
 	for len(w.frames) > 0 {
 		fr := w.frames[len(w.frames)-1]
 		if fr.i >= len(fr.keys) {
-			fr.f.Close()
+			fr.d.close()
 			w.frames[len(w.frames)-1] = nil
 			w.frames = w.frames[:len(w.frames)-1]
 			if n := len(w.frames); n == 1 && w.frames[0].store && w.done != nil {
@@ -349,30 +322,23 @@ func (w *walker) next() (item, bool, error) {
 
 // descend starts the contents of the directory k in fr.
 func (w *walker) descend(fr *frame, k *wkey) error {
-	var fd int
-	var err error
-	for {
-		fd, err = unix.Openat(fr.fd, k.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != unix.EINTR {
-			break
-		}
-	}
 	host := path.Join(fr.root, fr.rel, k.name)
+	d, err := fr.d.openAt(k.name, host)
 	if err != nil {
-		return entryErr(fr.archiveName(k.name), &fs.PathError{Op: "openat", Path: host, Err: err})
+		return entryErr(fr.archiveName(k.name), err)
 	}
-	sub := &frame{f: os.NewFile(uintptr(fd), host), fd: fd, root: fr.root, prefix: fr.prefix, rel: path.Join(fr.rel, k.name), scope: k.scope}
+	sub := &frame{d: d, root: fr.root, prefix: fr.prefix, rel: path.Join(fr.rel, k.name), scope: k.scope}
 	if fr.store {
 		// A store path: a tree of its own, as Closure walks it with Tree.
 		sub.root, sub.prefix, sub.rel = host, fr.archiveName(k.name), "."
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		sub.f.Close()
-		return &fs.PathError{Op: "fstat", Path: host, Err: err}
+	ls, err := d.stat(host)
+	if err != nil {
+		d.close()
+		return err
 	}
-	if ls := lstatOf(&st); ls.dev != k.st.dev || ls.ino != k.st.ino {
-		sub.f.Close()
+	if ls.dev != k.st.dev || ls.ino != k.st.ino {
+		d.close()
 		return entryErr(fr.archiveName(k.name), fmt.Errorf("%w: directory %s was replaced during the walk", ErrChanged, host))
 	}
 	return w.push(sub)
@@ -388,20 +354,8 @@ func (w *walker) record(fr *frame, k *wkey) (item, error) {
 	it := item{Entry: e}
 	switch e.Type {
 	case TypeSymlink:
-		buf := make([]byte, max(k.st.size+1, 64))
-		for {
-			n, err := unix.Readlinkat(fr.fd, k.name, buf)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				return item{}, entryErr(name, &fs.PathError{Op: "readlinkat", Path: path.Join(fr.root, fr.rel, k.name), Err: err})
-			}
-			if n < len(buf) {
-				it.Linkname = string(buf[:n])
-				break
-			}
-			buf = make([]byte, 2*len(buf))
+		if it.Linkname, err = fr.d.readlinkAt(k.name, path.Join(fr.root, fr.rel, k.name), k.st.size); err != nil {
+			return item{}, entryErr(name, err)
 		}
 	case TypeReg:
 		if fr.store {
@@ -418,7 +372,7 @@ func (w *walker) record(fr *frame, k *wkey) (item, error) {
 
 func (w *walker) close() {
 	for _, fr := range w.frames {
-		fr.f.Close()
+		fr.d.close()
 	}
 	w.frames = nil
 }
