@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pin/tftp/v3"
@@ -29,6 +30,15 @@ const (
 	DefaultTFTPRetries      = 4
 	DefaultTFTPMaxTransfers = 256
 )
+
+// shutdownPoll is how long a transfer of our own waits for an
+// acknowledgement before it looks whether Serve's context was cancelled:
+// it bounds how long a silent client delays Serve's return.
+const shutdownPoll = 100 * time.Millisecond
+
+// busyWarnEvery is how often at most a request dropped for want of a
+// transfer slot is logged as a warning; the others are logged at Debug.
+const busyWarnEvery = 10 * time.Second
 
 // tftpReadBuffer is how much of a file a transfer reads at once: one read
 // per block (1468 bytes) would cost a system call per packet for files on
@@ -54,8 +64,8 @@ const (
 // pin/tftp sends a read handler's error text verbatim, with code 1.
 var (
 	errClientNotFound = errors.New("file not found")
-	errClientBusy     = errors.New("server busy")
 	errClientFailed   = errors.New("cannot read file")
+	errClientShutdown = errors.New("server shutting down")
 )
 
 // TFTPServer serves files read-only over TFTP (RFC 1350 with the option
@@ -97,11 +107,18 @@ type TFTPServer struct {
 	// 0 means DefaultTFTPTimeout.
 	Timeout time.Duration
 	// Retries is how many times a packet is retransmitted (each after
-	// Timeout without an acknowledgement) before the transfer is abandoned.
-	// 0 means DefaultTFTPRetries.
+	// Timeout without an acknowledgement) before the transfer is abandoned
+	// with an ERROR ("timeout"). 0 means DefaultTFTPRetries. A client that
+	// stops answering, even right after its request, thus holds its
+	// transfer slot for Timeout × (Retries+1): 5 s with the defaults.
 	Retries int
-	// MaxTransfers caps concurrent transfers; more are refused with
-	// "server busy" and the client retries. 0 means DefaultTFTPMaxTransfers.
+	// MaxTransfers caps concurrent transfers. 0 means
+	// DefaultTFTPMaxTransfers. While every slot is taken, read requests are
+	// dropped unanswered, as dnsmasq does at its tftp-max: firmware (iPXE,
+	// EDK2) treats an ERROR packet as the end of the boot attempt, but
+	// retransmits a request that got no answer, and the retransmission is
+	// served once a slot is free. A dropped request starts nothing and is
+	// reported to Observer with ErrBusy.
 	MaxTransfers int
 	// Logger receives a line per transfer (Info), refused request (Debug)
 	// and failure of ours (Error). nil discards.
@@ -149,10 +166,14 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
-// Serve answers requests until ctx is cancelled, then stops accepting new
-// ones, waits for transfers in flight (each ends within Timeout × Retries of a
-// silent client) and returns nil. Any other return is a configuration or
-// socket error. Serve always closes Conn.
+// Serve answers requests until ctx is cancelled, then drops new ones
+// unanswered, ends every transfer in flight with an ERROR "server shutting
+// down" and returns nil once they have ended. Transfers this package sends
+// itself (octet on Linux) stop at once, or within 0.1 s while waiting for an
+// acknowledgement (code 0). Those pin/tftp sends stop before their next
+// block (code 1, the only code it sends); one waiting for a silent client
+// can delay Serve by up to Timeout × (Retries+1). Any other return is a
+// configuration or socket error. Serve always closes Conn.
 func (s *TFTPServer) Serve(ctx context.Context) error {
 	cfg, err := s.config()
 	if err != nil {
@@ -162,15 +183,21 @@ func (s *TFTPServer) Serve(ctx context.Context) error {
 		return err
 	}
 	log := orDiscard(s.Logger)
+	// Transfers stop when stop is called: when ctx is cancelled, or when
+	// Serve fails (see safeReader and lockstep).
+	tctx, stop := context.WithCancel(ctx)
+	defer stop()
 	h := &tftpHandler{
-		ctx:      ctx,
+		ctx:      tctx,
 		files:    s.Files,
 		log:      log,
 		observer: s.Observer,
 		sem:      make(chan struct{}, cfg.maxTransfers),
 		cfg:      cfg,
 	}
+	filter := &requestFilter{PacketConn: s.Conn, blockSize: cfg.blockSize, log: log, observer: s.Observer, handler: h}
 	srv := tftp.NewServer(h.read, nil)
+	srv.SetHook(filter)
 	// Deterministic block size: the filter below already clamps blksize, and
 	// without MTU-based negotiation pin/tftp does not fall back to 512 when
 	// a request races its start-up (or when Conn is not a *net.UDPConn).
@@ -182,7 +209,6 @@ func (s *TFTPServer) Serve(ctx context.Context) error {
 	srv.SetRetries(cfg.retries)
 	srv.SetBackoff(func(int) time.Duration { return 0 })
 
-	filter := &requestFilter{PacketConn: s.Conn, blockSize: cfg.blockSize, log: log, observer: s.Observer, handler: h}
 	errc := make(chan error, 1)
 	// Transfer sockets are opened by the goroutine running srv.Serve, so it
 	// runs in the network namespace Conn belongs to.
@@ -196,6 +222,7 @@ func (s *TFTPServer) Serve(ctx context.Context) error {
 		s.Conn.Close()
 		return nil
 	case err := <-errc:
+		stop()
 		srv.Shutdown()
 		h.own.Wait()
 		s.Conn.Close()
@@ -214,63 +241,70 @@ type tftpHandler struct {
 	files    Source
 	log      *slog.Logger
 	observer Observer
-	sem      chan struct{}
-	cfg      tftpConfig
+	// sem holds a token per transfer: requestFilter takes it when it
+	// admits a request, the transfer gives it back when it ends.
+	sem chan struct{}
+	cfg tftpConfig
 	// own counts the transfers this package sends itself (see serveOwn);
 	// pin/tftp waits for its own.
 	own sync.WaitGroup
 }
 
-// tftpTransfer is one read transfer from admission to its Event.
+// tftpTransfer is one read transfer from admission to its Event. It holds
+// the transfer slot requestFilter took when it admitted the request.
 type tftpTransfer struct {
 	h     *tftpHandler
 	start time.Time
 	ev    Event
+	slot  bool // the slot is still held
 }
 
 func (h *tftpHandler) newTransfer(name string, remote netip.AddrPort) *tftpTransfer {
-	return &tftpTransfer{h: h, start: time.Now(), ev: Event{Proto: TFTP, Name: name, Remote: remote}}
+	return &tftpTransfer{h: h, start: time.Now(), ev: Event{Proto: TFTP, Name: name, Remote: remote}, slot: true}
 }
 
+// releaseSlot gives the transfer slot back, once.
+func (t *tftpTransfer) releaseSlot() {
+	if t.slot {
+		t.slot = false
+		<-t.h.sem
+	}
+}
+
+// finish gives the slot back and reports the transfer, in that order: whoever
+// sees the Event can start another transfer at once.
 func (t *tftpTransfer) finish(err error) {
 	t.ev.Duration, t.ev.Err = time.Since(t.start), err
+	t.releaseSlot()
 	if t.h.observer != nil {
 		t.h.observer.Observe(t.ev)
 	}
 }
 
-// open checks the name, takes a transfer slot and opens the file. On
-// failure the transfer is finished and the error is the client's text; on
-// success release gives the slot back and closes the file.
-func (t *tftpTransfer) open() (f *File, release func(), clientErr error) {
+// open checks the name and opens the file. On failure the transfer is
+// finished and the error is the client's text; on success the caller
+// closes f.
+func (t *tftpTransfer) open() (f *File, clientErr error) {
 	h, remote := t.h, t.ev.Remote
 	name, err := CleanName(t.ev.Name)
 	if err != nil {
 		// The request filter refuses these first; this is defence in depth.
 		h.log.Debug("tftp: refused name", "file", t.ev.Name, "remote", remote, "err", err)
 		t.finish(err)
-		return nil, nil, errClientNotFound
+		return nil, errClientNotFound
 	}
 	t.ev.Name = name
-	select {
-	case h.sem <- struct{}{}:
-	default:
-		h.log.Warn("tftp: too many transfers, refusing", "file", name, "remote", remote, "limit", cap(h.sem))
-		t.finish(ErrBusy)
-		return nil, nil, errClientBusy
-	}
 	f, err = h.files.Open(h.ctx, &Request{Proto: TFTP, Name: name, Remote: remote})
 	if err != nil {
-		<-h.sem
 		t.finish(err)
 		if errors.Is(err, fs.ErrNotExist) {
 			h.log.Debug("tftp: not found", "file", name, "remote", remote)
-			return nil, nil, errClientNotFound
+			return nil, errClientNotFound
 		}
 		h.log.Error("tftp: open failed", "file", name, "remote", remote, "err", err)
-		return nil, nil, errClientFailed
+		return nil, errClientFailed
 	}
-	return f, func() { f.close(); <-h.sem }, nil
+	return f, nil
 }
 
 // done logs and reports the end of a transfer that sent n bytes. readErr
@@ -308,18 +342,24 @@ func (h *tftpHandler) read(filename string, rf io.ReaderFrom) error {
 		remote = a.AddrPort()
 	}
 	t := h.newTransfer(filename, remote)
-	f, release, clientErr := t.open()
+	defer t.releaseSlot()
+	f, clientErr := t.open()
 	if clientErr != nil {
 		return clientErr
 	}
-	defer release()
+	defer f.close()
+	if h.ctx.Err() != nil {
+		// Not even the OACK: pin/tftp would wait for its acknowledgement.
+		t.done(0, nil, errClientShutdown)
+		return errClientShutdown
+	}
 	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
 		ot.SetSize(f.Size)
 	}
 	// safeReader hides read errors from the client (pin/tftp would send their
-	// text) and, not being an io.Seeker, keeps pin/tftp from seeking: the
-	// size was set above.
-	sr := &safeReader{r: bufio.NewReaderSize(f.Content, tftpReadBuffer)}
+	// text), ends the transfer once ctx is cancelled and, not being an
+	// io.Seeker, keeps pin/tftp from seeking: the size was set above.
+	sr := &safeReader{r: bufio.NewReaderSize(f.Content, tftpReadBuffer), done: h.ctx.Done()}
 	n, err := rf.ReadFrom(sr)
 	t.done(n, sr.err, err)
 	// ReadFrom has closed the transfer's socket either way.
@@ -331,14 +371,15 @@ func (h *tftpHandler) serveOwn(conn transferConn, req readRequest, remote netip.
 	defer h.own.Done()
 	defer conn.close()
 	t := h.newTransfer(req.name, remote)
-	f, release, clientErr := t.open()
+	defer t.releaseSlot()
+	f, clientErr := t.open()
 	if clientErr != nil {
 		// Code 1 for every refusal, as pin/tftp sends for its handler's.
 		_ = conn.send(errorPacket(tftpErrNotFound, clientErr.Error()))
 		return
 	}
-	defer release()
-	l := &lockstep{conn: conn, timeout: h.cfg.timeout, retries: h.cfg.retries}
+	defer f.close()
+	l := &lockstep{conn: conn, timeout: h.cfg.timeout, retries: h.cfg.retries, done: h.ctx.Done()}
 	n, err := l.sendFile(req, bufio.NewReaderSize(f.Content, tftpReadBuffer), f.Size)
 	var readErr *tftpReadError
 	if errors.As(err, &readErr) {
@@ -381,12 +422,21 @@ func isClientAbort(err error) bool {
 	return errors.As(err, &ce) || strings.Contains(err.Error(), "code=")
 }
 
+// safeReader is what pin/tftp's sender reads a file through, one block per
+// Read.
 type safeReader struct {
-	r   io.Reader
-	err error
+	r    io.Reader
+	done <-chan struct{} // Serve's context: closed, the transfer ends
+	err  error
 }
 
 func (s *safeReader) Read(p []byte) (int, error) {
+	select {
+	case <-s.done:
+		// pin/tftp sends this text as an ERROR, with code 1.
+		return 0, errClientShutdown
+	default:
+	}
 	n, err := s.r.Read(p)
 	if err != nil && err != io.EOF {
 		s.err = err
@@ -398,16 +448,33 @@ func (s *safeReader) Read(p []byte) (int, error) {
 // requestFilter wraps the listening socket. It checks every read request
 // before pin/tftp sees it and rewrites it into the canonical form pin/tftp
 // handles deterministically; bad requests are answered with an ERROR packet
-// from the listening socket and never reach pin/tftp.
+// from the listening socket and never reach pin/tftp. It admits a read
+// request only with a free transfer slot, which it takes, and drops it
+// unanswered otherwise.
+//
+// It is also pin/tftp's Hook, to learn of a request pin/tftp read but
+// started no transfer for (its transfer socket could not be opened), whose
+// slot would otherwise stay taken. pin/tftp reads requests and reports that
+// failure on the goroutine running its Serve, before it reads the next.
 type requestFilter struct {
 	net.PacketConn
 	blockSize int
 	log       *slog.Logger
 	observer  Observer
 	handler   *tftpHandler
+	// lastWarn is when a dropped request was last logged as a warning
+	// (at most one a busyWarnEvery); dropped counts the drops since.
+	lastWarn time.Time
+	dropped  int
+	// pinPending is set while the read request just handed to pin/tftp
+	// holds a slot that no read handler has taken over yet.
+	pinPending atomic.Bool
 }
 
 func (c *requestFilter) ReadFrom(p []byte) (int, net.Addr, error) {
+	// pin/tftp started a handler for the previous request, if any: the slot
+	// is the handler's now.
+	c.pinPending.Store(false)
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(p)
 		if err != nil {
@@ -418,9 +485,13 @@ func (c *requestFilter) ReadFrom(p []byte) (int, net.Addr, error) {
 			code, rerr = tftpErrIllegal, fmt.Errorf("%w: TFTP request too long", ErrRefused)
 		}
 		if rerr == nil {
-			if binary.BigEndian.Uint16(out) == opRRQ && c.handler.startOwn(out, c.PacketConn.LocalAddr(), addr) {
+			if binary.BigEndian.Uint16(out) != opRRQ {
+				return copy(p, out), addr, nil // pin/tftp ignores it
+			}
+			if !c.admit(out, addr) || c.handler.startOwn(out, c.PacketConn.LocalAddr(), addr) {
 				continue
 			}
+			c.pinPending.Store(true)
 			return copy(p, out), addr, nil
 		}
 		c.log.Debug("tftp: refused request", "remote", addr, "err", rerr)
@@ -434,6 +505,56 @@ func (c *requestFilter) ReadFrom(p []byte) (int, net.Addr, error) {
 		if code >= 0 {
 			_, _ = c.PacketConn.WriteTo(errorPacket(code, clientText(code)), addr)
 		}
+	}
+}
+
+// admit takes a transfer slot for the canonical read request req, or
+// drops the request: every slot is taken (reported to the Observer with
+// ErrBusy), or Serve is stopping. A dropped request is not answered, so
+// that the client retransmits it rather than give up.
+func (c *requestFilter) admit(req []byte, addr net.Addr) bool {
+	h := c.handler
+	if h.ctx.Err() != nil {
+		h.log.Debug("tftp: stopping, request dropped", "remote", addr)
+		return false
+	}
+	select {
+	case h.sem <- struct{}{}:
+		return true
+	default:
+	}
+	ev := Event{Proto: TFTP, Err: ErrBusy}
+	if r, err := parseReadRequest(req); err == nil {
+		ev.Name = r.name
+	}
+	if ua, ok := addr.(*net.UDPAddr); ok {
+		ev.Remote = ua.AddrPort()
+	}
+	c.dropped++
+	if now := time.Now(); now.Sub(c.lastWarn) >= busyWarnEvery {
+		h.log.Warn("tftp: every transfer slot taken, requests dropped until one is free",
+			"file", ev.Name, "remote", ev.Remote, "limit", cap(h.sem), "dropped", c.dropped)
+		c.lastWarn, c.dropped = now, 0
+	} else {
+		h.log.Debug("tftp: busy, request dropped", "file", ev.Name, "remote", ev.Remote)
+	}
+	if c.observer != nil {
+		c.observer.Observe(ev)
+	}
+	return false
+}
+
+// OnSuccess implements tftp.Hook.
+func (c *requestFilter) OnSuccess(tftp.TransferStats) {}
+
+// OnFailure implements tftp.Hook. pin/tftp reports a transfer's failure
+// with the transfer's file name, and a failure of its Serve loop without
+// one; when that failure follows a read request handed over by ReadFrom,
+// pin/tftp started no handler for it and its slot is given back here.
+func (c *requestFilter) OnFailure(stats tftp.TransferStats, err error) {
+	if stats.Filename == "" && c.pinPending.CompareAndSwap(true, false) {
+		c.handler.log.Error("tftp: transfer not started", "err", err)
+		<-c.handler.sem
 	}
 }
 

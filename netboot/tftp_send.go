@@ -109,7 +109,21 @@ type lockstep struct {
 	conn    transferConn
 	timeout time.Duration
 	retries int
-	ack     []byte // receive buffer
+	// done, once closed, ends the transfer with errClientShutdown: before
+	// the next packet is sent, or within shutdownPoll while waiting for an
+	// acknowledgement. nil never ends it.
+	done <-chan struct{}
+	ack  []byte // receive buffer
+}
+
+// stopped reports whether done is closed.
+func (l *lockstep) stopped() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // sendFile runs the data phase of req: the OACK when options were asked
@@ -162,6 +176,9 @@ func (l *lockstep) sendFile(req readRequest, r io.Reader, size int64) (int64, er
 // 4.2.3.1).
 func (l *lockstep) exchange(pkt []byte, block uint16) error {
 	for try := 0; try <= l.retries; try++ {
+		if l.stopped() {
+			return errClientShutdown
+		}
 		if err := l.conn.send(pkt); err != nil {
 			return err
 		}
@@ -173,16 +190,17 @@ func (l *lockstep) exchange(pkt []byte, block uint16) error {
 	return errTransferTimeout
 }
 
-// waitAck waits up to l.timeout for the acknowledgement of block.
+// waitAck waits up to l.timeout for the acknowledgement of block, in
+// waits of at most shutdownPoll, after each of which it looks at done.
 func (l *lockstep) waitAck(block uint16) (bool, error) {
 	deadline := time.Now().Add(l.timeout)
 	wait := l.timeout
 	for {
-		n, err := l.conn.recv(l.ack, wait)
+		// The same wait for every block while acknowledgements come in
+		// time, so the socket's receive timeout is set once.
+		n, err := l.conn.recv(l.ack, min(wait, shutdownPoll))
 		switch {
-		case err == errRecvTimeout:
-			return false, nil
-		case err == errRecvInterrupted:
+		case err == errRecvTimeout, err == errRecvInterrupted:
 			n = 0
 		case err != nil:
 			return false, err
@@ -202,7 +220,11 @@ func (l *lockstep) waitAck(block uint16) (bool, error) {
 			}
 		}
 		// Anything else (a duplicate acknowledgement, a stray packet, an
-		// interrupted wait) leaves the rest of the timeout to wait.
+		// interrupted or partial wait) leaves the rest of the timeout to
+		// wait.
+		if l.stopped() {
+			return false, errClientShutdown
+		}
 		if wait = time.Until(deadline); wait < time.Millisecond {
 			return false, nil
 		}
@@ -220,6 +242,8 @@ func (l *lockstep) fail(err error) error {
 	switch {
 	case errors.Is(err, errTransferTimeout):
 		msg = "timeout"
+	case errors.Is(err, errClientShutdown):
+		msg = errClientShutdown.Error()
 	case errors.As(err, new(*tftpReadError)):
 		msg = errClientFailed.Error()
 	}

@@ -39,17 +39,8 @@ func randomBytes(t testing.TB, n int) []byte {
 // returns its address.
 func startTFTP(t *testing.T, srv *netboot.TFTPServer) string {
 	t.Helper()
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv.Conn = conn
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		assert.NoError(t, <-done)
-	})
-	return conn.LocalAddr().String()
+	addr, _ := runTFTP(t, srv)
+	return addr
 }
 
 // pinGet downloads name with the pin/tftp client.
@@ -266,35 +257,6 @@ func TestTFTPOptions(t *testing.T) {
 			assert.Equal(t, tc.want, got)
 		})
 	}
-}
-
-func TestTFTPBusy(t *testing.T) {
-	files := fstest.MapFS{"big": {Data: randomBytes(t, 100_000)}}
-	addr := startTFTP(t, &netboot.TFTPServer{
-		Files: netboot.FS(files), MaxTransfers: 1,
-		Timeout: 200 * time.Millisecond, Retries: 2,
-	})
-	// A client that asks and then never acknowledges holds the only slot.
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer c.Close()
-	ua, _ := net.ResolveUDPAddr("udp4", addr)
-	_, err = c.WriteTo(rrq("big", "octet"), ua)
-	require.NoError(t, err)
-	require.NoError(t, c.SetReadDeadline(time.Now().Add(2*time.Second)))
-	buf := make([]byte, 1024)
-	_, _, err = c.ReadFrom(buf) // first DATA block: the slot is taken
-	require.NoError(t, err)
-
-	_, _, err = pinGet(t, addr, "big", 0)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "server busy")
-
-	// Once the silent transfer times out, the slot is free again.
-	require.Eventually(t, func() bool {
-		got, _, err := pinGet(t, addr, "big", 1468)
-		return err == nil && bytes.Equal(got, files["big"].Data)
-	}, 5*time.Second, 100*time.Millisecond)
 }
 
 type failingReader struct{ n int }
