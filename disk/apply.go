@@ -2,14 +2,11 @@ package disk
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // ApplyOptions tune Apply. The zero value is ready to use.
@@ -47,8 +44,14 @@ type ApplyOptions struct {
 //     the partition device nodes.
 //
 // A block device is opened exclusively, so Apply fails if it is mounted
-// or another Apply is at work on it; an image file is locked (flock) for
-// the same purpose. Both failures wrap syscall.EBUSY.
+// or another Apply is at work on it; an image file is locked (flock, or
+// LockFileEx on Windows) for the same purpose. Both failures wrap
+// syscall.EBUSY.
+//
+// Block devices are Linux-only (exclusive open, BLKRRPART, BLKPG): on
+// other systems Apply to one fails before writing, with an error wrapping
+// errors.ErrUnsupported. Image files work everywhere; see the package
+// documentation, "Other systems", for what is slower there.
 func Apply(ctx context.Context, p Plan, opt ApplyOptions) error {
 	return apply(ctx, p, opt, applyHooks{})
 }
@@ -86,16 +89,17 @@ func apply(ctx context.Context, p Plan, opt ApplyOptions, hooks applyHooks) erro
 			return fmt.Errorf("%w: plan for %s has a %s action but was not made with AllowDestructive", ErrRefused, p.Device, a.Kind)
 		}
 	}
-	flags := os.O_RDWR
 	st, err := os.Stat(p.Device)
 	if err != nil {
 		return fmt.Errorf("disk: %w", err)
 	}
 	block := st.Mode()&os.ModeDevice != 0
+	var f *os.File
 	if block {
-		flags |= unix.O_EXCL
+		f, err = openBlock(p.Device)
+	} else {
+		f, err = os.OpenFile(p.Device, os.O_RDWR, 0)
 	}
-	f, err := os.OpenFile(p.Device, flags, 0)
 	if err != nil {
 		return fmt.Errorf("disk: opening %s for writing: %w", p.Device, err)
 	}
@@ -103,10 +107,7 @@ func apply(ctx context.Context, p Plan, opt ApplyOptions, hooks applyHooks) erro
 	if !block {
 		// Image files have no exclusive open: an advisory lock keeps two
 		// Applies (in any processes) from interleaving their writes.
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-			if errors.Is(err, unix.EWOULDBLOCK) {
-				err = unix.EBUSY
-			}
+		if err := lockImage(f); err != nil {
 			return fmt.Errorf("disk: locking %s (another Apply at work?): %w", p.Device, err)
 		}
 	}

@@ -12,38 +12,7 @@ import (
 	"github.com/nixboot/nixboot/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
-
-// everyFS declares one partition of each filesystem type. The seed differs
-// on every run: mkfs.btrfs refuses a UUID that a block device on the machine
-// already carries (a loop device left by another run, for example), and the
-// seed decides the btrfs UUID.
-func everyFS() Layout {
-	return Layout{Seed: "every-fs-" + rand.Text(), Partitions: []Partition{
-		{Name: "ESP", Type: "esp", Size: Fixed(100 * MiB), Attributes: 1,
-			Filesystem: &Filesystem{Type: FSVFAT, Label: "ESP", UUID: "12AB-34CD"}},
-		{Name: "root", Type: "root-x86-64", Size: Fixed(400 * MiB), Attributes: 1 << 59,
-			Filesystem: &Filesystem{Type: FSExt4, Label: "nixos", UUID: "0f1e2d3c-4b5a-4968-8776-655443322110"}},
-		{Name: "swap", Type: "swap", Size: Fixed(64 * MiB), Filesystem: &Filesystem{Type: FSSwap, Label: "swap"}},
-		{Name: "var", Type: "var", Size: Fixed(400 * MiB), Filesystem: &Filesystem{Type: FSXFS, Label: "var"}},
-		{Name: "home", Type: "home", Size: Rest(), Filesystem: &Filesystem{Type: FSBtrfs, Label: "home"}},
-	}}
-}
-
-// blkidExport returns blkid -p -o export as a map.
-func blkidExport(t *testing.T, dev string) map[string]string {
-	t.Helper()
-	out, code := tool(t, "blkid", "-p", "-o", "export", dev)
-	require.Equal(t, 0, code, out)
-	m := map[string]string{}
-	for _, line := range strings.Split(out, "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
-}
 
 type sfdiskDump struct {
 	PartitionTable struct {
@@ -78,68 +47,6 @@ func requireTableIs(t *testing.T, dev string, p Plan) {
 		assert.Equal(t, pp.GUID, got.UUID)
 		assert.Equal(t, pp.Name, got.Name)
 	}
-}
-
-func TestApplyImageEveryFilesystem(t *testing.T) {
-	img := newImage(t, 2*GiB)
-	l := everyFS()
-	t.Logf("layout seed %q", l.Seed)
-	p := planApply(t, img, l, InspectOptions{})
-
-	requireSgdiskClean(t, img)
-	requireTableIs(t, img, p)
-	out, _ := tool(t, "sgdisk", "-i", "2", img)
-	assert.Contains(t, out, "Attribute flags: 0800000000000000")
-
-	d, err := Inspect(context.Background(), img, InspectOptions{})
-	require.NoError(t, err)
-	require.Empty(t, d.Problems)
-	// Inspect equals the layout.
-	for i, lp := range l.Partitions {
-		got := d.Partitions[i]
-		typ, _ := TypeGUID(lp.Type)
-		assert.Equal(t, typ, got.Type)
-		assert.Equal(t, lp.Name, got.Name)
-		assert.Equal(t, lp.Attributes, got.Attributes)
-		require.NotNil(t, got.Filesystem, lp.Name)
-		assert.Equal(t, lp.Filesystem.Type, got.Filesystem.Type)
-		assert.Equal(t, lp.Filesystem.Label, got.Filesystem.Label)
-	}
-	assert.Equal(t, "12AB-34CD", d.Partitions[0].Filesystem.UUID)
-	assert.Equal(t, "0f1e2d3c-4b5a-4968-8776-655443322110", d.Partitions[1].Filesystem.UUID)
-
-	// The real tools agree, partition by partition.
-	want := []struct{ typ, check string }{{"vfat", "fsck.fat"}, {"ext4", "e2fsck"}, {"swap", ""}, {"xfs", "xfs_repair"}, {"btrfs", "btrfs"}}
-	for i, w := range want {
-		dev := partLoop(t, img, d, i+1)
-		b := blkidExport(t, dev)
-		assert.Equal(t, w.typ, b["TYPE"], "partition %d", i+1)
-		assert.Equal(t, l.Partitions[i].Filesystem.Label, b["LABEL"], "partition %d", i+1)
-		assert.True(t, strings.EqualFold(d.Partitions[i].Filesystem.UUID, b["UUID"]), "partition %d uuid %s vs %s", i+1, d.Partitions[i].Filesystem.UUID, b["UUID"])
-		var out string
-		var code int
-		switch w.check {
-		case "fsck.fat":
-			out, code = tool(t, "fsck.fat", "-n", dev)
-		case "e2fsck":
-			out, code = tool(t, "e2fsck", "-fn", dev)
-		case "xfs_repair":
-			out, code = tool(t, "xfs_repair", "-n", dev)
-		case "btrfs":
-			out, code = tool(t, "btrfs", "check", "--readonly", dev)
-		}
-		assert.Equal(t, 0, code, "%s on partition %d: %s", w.check, i+1, out)
-	}
-
-	// Planning again finds nothing to do; applying the old plan again is a
-	// no-op that writes nothing.
-	again, err := MakePlan(d, l, PlanOptions{})
-	require.NoError(t, err)
-	assert.True(t, again.Empty(), again.String())
-	before := hashFile(t, img)
-	require.NoError(t, Apply(context.Background(), p, ApplyOptions{}))
-	require.NoError(t, Apply(context.Background(), again, ApplyOptions{}))
-	assert.Equal(t, before, hashFile(t, img))
 }
 
 // dataLayout has a raw data partition (no filesystem) that the safety
@@ -390,27 +297,4 @@ func TestFATLabels(t *testing.T) {
 		}
 		require.NoError(t, os.Remove(img))
 	}
-}
-
-// TestApplyImageLocked: while another process (here: another open file
-// description) holds the image's lock, Apply fails with EBUSY and writes
-// nothing; afterwards it proceeds.
-func TestApplyImageLocked(t *testing.T) {
-	ctx := context.Background()
-	img := newImage(t, 128*MiB)
-	d, err := Inspect(ctx, img, InspectOptions{})
-	require.NoError(t, err)
-	p, err := MakePlan(d, Layout{Partitions: []Partition{{Name: "a", Type: "linux", Size: Fixed(16 * MiB)}}}, PlanOptions{})
-	require.NoError(t, err)
-	other, err := os.Open(img)
-	require.NoError(t, err)
-	defer other.Close()
-	require.NoError(t, unix.Flock(int(other.Fd()), unix.LOCK_EX|unix.LOCK_NB))
-	before := hashFile(t, img)
-	err = Apply(ctx, p, ApplyOptions{})
-	require.ErrorIs(t, err, unix.EBUSY)
-	assert.Equal(t, before, hashFile(t, img))
-	require.NoError(t, unix.Flock(int(other.Fd()), unix.LOCK_UN))
-	require.NoError(t, Apply(ctx, p, ApplyOptions{}))
-	requireSgdiskClean(t, img)
 }

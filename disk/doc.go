@@ -73,6 +73,22 @@
 // while a partition of the disk is mounted, and for image files an flock.
 // The loser gets an error wrapping syscall.EBUSY.
 //
+// # Other systems
+//
+// The package builds on every system Go supports, and everything that
+// works on data or on image files works everywhere: ParseLayout, MakePlan,
+// SelectDisk, ListDisks (given a copy of sysfs), Inspect and Apply on image
+// files. Block devices are Linux-only: their size and sector size come from
+// ioctls (BLKGETSIZE64, BLKSSZGET), Apply relies on the exclusive open
+// (O_EXCL) and makes the kernel re-read the table (BLKRRPART, BLKPG), and
+// ResolveTarget reads /sys/block. Elsewhere these fail with an error
+// wrapping errors.ErrUnsupported that names the feature and the system.
+// An image file is locked with flock(2), or LockFileEx on Windows; freed
+// space is cleared by punching a hole and filesystem images are copied by
+// data extent (SEEK_DATA) only on Linux, elsewhere by writing every byte,
+// which gives the same image more slowly. The mkfs programs Apply runs for
+// ext4, xfs, btrfs and swap are rarely installed outside Linux (ErrNoTool).
+//
 // # Non-goals
 //
 // Applying MBR layouts (they can be declared and inspected), LUKS, LVM,

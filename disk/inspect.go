@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	"golang.org/x/sys/unix"
 )
 
 // Disk is what Inspect found on a disk. It is a plain value: Plan takes it
@@ -71,7 +69,9 @@ type InspectOptions struct {
 
 // Inspect reads the partition table and filesystem signatures of a disk
 // image or block device. It opens path read-only and writes nothing.
-// Unreadable tables give an error wrapping ErrCorruptTable.
+// Unreadable tables give an error wrapping ErrCorruptTable. Block devices
+// are Linux-only (their geometry comes from ioctls): elsewhere inspecting
+// one fails with an error wrapping errors.ErrUnsupported.
 func Inspect(ctx context.Context, path string, opt InspectOptions) (Disk, error) {
 	if err := ctx.Err(); err != nil {
 		return Disk{}, err
@@ -105,19 +105,14 @@ func geometry(f *os.File, forced int) (size int64, sector int, block bool, err e
 		return 0, 0, false, fmt.Errorf("sector size %d is not 512 or 4096", forced)
 	}
 	if st.Mode()&os.ModeDevice != 0 {
-		fd := int(f.Fd())
-		ss, err := unix.IoctlGetInt(fd, unix.BLKSSZGET)
+		sz, ss, err := blockGeometry(f)
 		if err != nil {
-			return 0, 0, true, fmt.Errorf("BLKSSZGET: %w", err)
-		}
-		var sz uint64
-		if err := ioctlPtr(fd, unix.BLKGETSIZE64, &sz); err != nil {
-			return 0, 0, true, fmt.Errorf("BLKGETSIZE64: %w", err)
+			return 0, 0, true, err
 		}
 		if forced != 0 && forced != ss {
 			return 0, 0, true, fmt.Errorf("device has %d-byte sectors, not %d", ss, forced)
 		}
-		return int64(sz), ss, true, nil
+		return sz, ss, true, nil
 	}
 	if !st.Mode().IsRegular() {
 		return 0, 0, false, fmt.Errorf("neither a block device nor a regular file")

@@ -13,7 +13,6 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
-	"golang.org/x/sys/unix"
 )
 
 // mkfsProgram names the program that makes a filesystem type, or "" when
@@ -193,13 +192,9 @@ func copyFSImage(ctx context.Context, dst *os.File, block bool, off, size int64,
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		data, err := unix.Seek(int(src.Fd()), pos, unix.SEEK_DATA)
-		if err != nil || data >= size {
-			break // ENXIO: no more data
-		}
-		hole, err := unix.Seek(int(src.Fd()), data, unix.SEEK_HOLE)
-		if err != nil || hole > size {
-			hole = size
+		data, hole, ok := dataExtent(src, pos, size)
+		if !ok {
+			break
 		}
 		r := io.NewSectionReader(src, data, hole-data)
 		w := io.NewOffsetWriter(dst, off+data)
@@ -212,20 +207,16 @@ func copyFSImage(ctx context.Context, dst *os.File, block bool, off, size int64,
 }
 
 // clearRange zeroes [off, off+size) of the disk: BLKZEROOUT on a block
-// device, a punched hole in an image file, and written zeros where the
-// kernel or the file's filesystem offers neither.
+// device, a punched hole in an image file (both on Linux, see clearFast),
+// and written zeros where the kernel or the file's filesystem offers
+// neither.
 func clearRange(ctx context.Context, dst *os.File, block bool, off, size int64) error {
-	var err error
-	if block {
-		err = zeroRange(int(dst.Fd()), uint64(off), uint64(size))
-	} else {
-		err = unix.Fallocate(int(dst.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, size)
-	}
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOTTY) && !errors.Is(err, unix.EINVAL) {
+	ok, err := clearFast(dst, block, off, size)
+	if err != nil {
 		return fmt.Errorf("disk: clearing %d bytes at %d: %w", size, off, err)
+	}
+	if ok {
+		return nil
 	}
 	zeros := make([]byte, min(size, 4<<20))
 	for done := int64(0); done < size; {

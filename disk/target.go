@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -122,13 +123,18 @@ func SelectDisk(disks []BlockDevice, t Target) (string, error) {
 }
 
 // ResolveTarget finds the device path for a layout's target on this
-// machine, reading /sys/block and /dev/disk/by-id.
+// machine, reading /sys/block and /dev/disk/by-id. A target with a Path
+// resolves to it everywhere; any other target needs Linux's sysfs, and
+// on other systems fails with an error wrapping errors.ErrUnsupported.
 func ResolveTarget(ctx context.Context, t Target) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
 	if t.Path != "" {
 		return t.Path, nil
+	}
+	if runtime.GOOS != "linux" {
+		return "", fmt.Errorf("disk: finding the target disk needs /sys/block, which %s does not have (give Target.Path): %w", runtime.GOOS, errors.ErrUnsupported)
 	}
 	var byID fs.FS
 	if _, err := os.Stat("/dev/disk/by-id"); err == nil {
