@@ -323,21 +323,11 @@ func (b *syncBuffer) String() string {
 }
 
 func TestTFTPServeStops(t *testing.T) {
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	srv := &netboot.TFTPServer{Conn: conn, Files: netboot.FS(fstest.MapFS{})}
-	go func() { done <- srv.Serve(ctx) }()
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return after cancel")
-	}
+	srv := &netboot.TFTPServer{Files: netboot.FS(fstest.MapFS{})}
+	_, stop := runTFTP(t, srv)
+	assert.Less(t, stop(), 5*time.Second)
 	// The socket is closed.
-	_, err = conn.WriteTo([]byte{0}, conn.LocalAddr())
+	_, err := srv.Conn.WriteTo([]byte{0}, srv.Conn.LocalAddr())
 	assert.ErrorIs(t, err, net.ErrClosed)
 
 	t.Run("bad config", func(t *testing.T) {
