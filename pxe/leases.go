@@ -66,6 +66,9 @@ type leaseTable struct {
 	end      netip.Addr
 	reserved map[string]netip.Addr // mac → ip
 	resIPs   map[netip.Addr]string // ip → mac
+	// infra are the server's own address and the routers and DNS servers
+	// it hands out: never given to a client, even inside the pool.
+	infra map[netip.Addr]bool
 
 	mu       sync.Mutex
 	byIP     map[netip.Addr]*lease
@@ -78,7 +81,7 @@ type leaseTable struct {
 	store *leaseStore // nil = memory only
 }
 
-func newLeaseTable(n *Network) (*leaseTable, error) {
+func newLeaseTable(n *Network, self net.IP) (*leaseTable, error) {
 	ones, bits := n.Subnet.Mask.Size()
 	base, ok := netip.AddrFromSlice(n.Subnet.IP.To4())
 	if !ok || bits != 32 {
@@ -93,6 +96,12 @@ func newLeaseTable(n *Network) (*leaseTable, error) {
 		byMAC:    map[string]*lease{},
 		offers:   map[string]offer{},
 		offerIPs: map[netip.Addr]string{},
+		infra:    map[netip.Addr]bool{},
+	}
+	for _, ip := range append(append([]net.IP{self}, n.Router...), n.DNS...) {
+		if a, ok := netip.AddrFromSlice(ip.To4()); ok {
+			t.infra[a] = true
+		}
 	}
 	if n.RangeStart != nil || n.RangeEnd != nil {
 		s, ok1 := netip.AddrFromSlice(n.RangeStart.To4())
@@ -107,6 +116,9 @@ func newLeaseTable(n *Network) (*leaseTable, error) {
 		if !ok || !t.prefix.Contains(ip) || len(r.MAC) == 0 {
 			return nil, fmt.Errorf("%w: reservation %s → %s is not inside %s", ErrConfig, r.MAC, r.IP, t.prefix)
 		}
+		if t.infra[ip] {
+			return nil, fmt.Errorf("%w: reservation %s → %s: that is the server's, a router's or a DNS server's address", ErrConfig, r.MAC, r.IP)
+		}
 		if other, dup := t.resIPs[ip]; dup && other != r.MAC.String() {
 			return nil, fmt.Errorf("%w: %s reserved for both %s and %s", ErrConfig, ip, other, r.MAC)
 		}
@@ -117,10 +129,11 @@ func newLeaseTable(n *Network) (*leaseTable, error) {
 }
 
 // usable reports whether ip may go to mac now: inside the subnet, not the
-// network or broadcast address, not reserved for or leased or offered to
-// someone else, not declined.
+// network or broadcast address, not the server's, a router's or a DNS
+// server's, not reserved for or leased or offered to someone else, not
+// declined.
 func (t *leaseTable) usable(ip netip.Addr, mac string, now time.Time) bool {
-	if !t.prefix.Contains(ip) || ip == t.prefix.Addr() || ip == lastAddr(t.prefix) {
+	if !t.prefix.Contains(ip) || ip == t.prefix.Addr() || ip == lastAddr(t.prefix) || t.infra[ip] {
 		return false
 	}
 	if m, ok := t.resIPs[ip]; ok && m != mac {
@@ -280,24 +293,30 @@ func (t *leaseTable) release(mac string, ip netip.Addr, now time.Time) error {
 }
 
 // decline takes ip out of use for declineHold (DHCPDECLINE: the client
-// found it in use by someone else).
-func (t *leaseTable) decline(mac string, ip netip.Addr, now time.Time) error {
+// found it in use by someone else). Only the machine the address is offered
+// or leased to can decline it; from any other MAC it changes nothing, so a
+// stray or forged DECLINE cannot end another machine's lease.
+func (t *leaseTable) decline(mac string, ip netip.Addr, now time.Time) (bool, error) {
 	t.mu.Lock()
-	if !t.prefix.Contains(ip) {
+	l := t.byMAC[mac]
+	leased := l != nil && l.ip == ip && now.Before(l.expires)
+	o, offered := t.offers[mac]
+	offered = offered && o.ip == ip
+	if !t.prefix.Contains(ip) || (!leased && !offered) {
 		t.mu.Unlock()
-		return nil
+		return false, nil
 	}
-	if l := t.byMAC[mac]; l != nil && l.ip == ip {
+	if l != nil && l.ip == ip {
 		delete(t.byMAC, mac)
 	}
-	if o, ok := t.offers[mac]; ok && o.ip == ip {
+	if offered {
 		delete(t.offerIPs, ip)
 		delete(t.offers, mac)
 	}
 	t.setLocked(&lease{ip: ip, expires: now.Add(declineHold), declined: true})
 	gen := t.gen
 	t.mu.Unlock()
-	return t.sync(gen)
+	return true, t.sync(gen)
 }
 
 // forget drops mac's pending offer (the client chose another server).

@@ -24,7 +24,13 @@ const (
 	// It is the zero value because it cannot disturb an existing network.
 	ModeProxy Mode = iota
 	// ModeFull is a full DHCP server (RFC 2131) for Server.Network, with
-	// boot information for clients that boot from the network.
+	// boot information for clients that boot from the network. It is
+	// authoritative for Network.Subnet: a REQUEST for an address it will
+	// not grant gets a NAK, also in INIT-REBOOT from a machine it has no
+	// record of (RFC 2131 section 4.3.2 asks a non-authoritative server
+	// to stay silent there), so a machine moved between networks starts
+	// over at once. Do not run it beside another DHCP server for the same
+	// subnet (split scopes).
 	ModeFull
 )
 
@@ -300,7 +306,7 @@ func (s *Server) prepare() (*state, error) {
 			return nil, fmt.Errorf("%w: ModeFull needs Server.Network", ErrConfig)
 		}
 		st.withNetwork = frozen(WithNetwork(s.Network))
-		t, err := newLeaseTable(s.Network)
+		t, err := newLeaseTable(s.Network, st.self)
 		if err != nil {
 			return nil, err
 		}
@@ -881,6 +887,13 @@ func (st *state) full(ctx context.Context, sc *scratch, req *dhcpv4.DHCPv4, c Cl
 			return nil, fmt.Errorf("pxe: relay %s of %s is outside %s", c.RelayAddr, c.MAC, t.prefix)
 		}
 	}
+	if n := len(c.MAC); n != 6 && n != 8 {
+		// Leases are kept by hardware address. An empty one (hlen 0, as
+		// IPoIB sends) would take a fresh address on every request, and
+		// other lengths than Ethernet's and EUI-64's cannot be read back
+		// from the lease file, which would stop the next start.
+		return nil, fmt.Errorf("pxe: no lease for a %d-byte hardware address (htype %d)", n, req.HWType)
+	}
 	mac := c.MAC.String()
 	now := time.Now()
 	switch c.MessageType {
@@ -931,11 +944,21 @@ func (st *state) full(ctx context.Context, sc *scratch, req *dhcpv4.DHCPv4, c Cl
 		}
 		return nil, nil
 	case dhcpv4.MessageTypeDecline:
-		if ip := addrOf(c.RequestedAddr); ip.IsValid() {
+		// RFC 2131 section 4.3.3: a DECLINE names its server (option 54)
+		// and the address (option 50); one for another server, or for an
+		// address this machine does not hold, is ignored.
+		ip := addrOf(c.RequestedAddr)
+		if c.ServerID == nil || !c.ServerID.Equal(st.self) || !ip.IsValid() {
+			return nil, nil
+		}
+		declined, err := t.decline(mac, ip, now)
+		if err != nil {
+			st.log.Error("pxe: store decline", "mac", mac, "err", err)
+		}
+		if declined {
 			st.log.Info("pxe: address declined", "mac", mac, "ip", ip.String())
-			if err := t.decline(mac, ip, now); err != nil {
-				st.log.Error("pxe: store decline", "mac", mac, "err", err)
-			}
+		} else {
+			st.log.Info("pxe: ignored DECLINE of an address the machine does not hold", "mac", mac, "ip", ip.String())
 		}
 		return nil, nil
 	case dhcpv4.MessageTypeInform:
