@@ -3,8 +3,13 @@ package netboot
 import (
 	"errors"
 	"io/fs"
+	"strings"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nixboot/nixboot/pxe"
 )
 
 // Metrics are the Prometheus metrics of a Server (or of handlers a caller
@@ -16,6 +21,7 @@ type Metrics struct {
 	errors   *prometheus.CounterVec   // proto
 	duration *prometheus.HistogramVec // proto
 	phases   *prometheus.CounterVec   // phase
+	dhcp     *prometheus.CounterVec   // request, reply
 }
 
 // Request results, the "result" label of nixboot_requests_total.
@@ -35,6 +41,11 @@ const (
 //	nixboot_errors_total{proto}            failures of ours (result "error")
 //	nixboot_request_duration_seconds{proto}
 //	nixboot_boot_phase_total{phase}        machines reaching each boot phase
+//	nixboot_dhcp_total{request,reply}      DHCP packets by message type and reply
+//	                                       ("none" for no reply, "unparsable")
+//
+// DHCP failures of ours (pool exhausted, reply too large) count in
+// nixboot_errors_total{proto="dhcp"}.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -53,8 +64,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		phases: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nixboot_boot_phase_total", Help: "Machines reaching each boot phase.",
 		}, []string{"phase"}),
+		dhcp: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixboot_dhcp_total", Help: "DHCP packets read, by message type and the reply sent.",
+		}, []string{"request", "reply"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.errors, m.duration, m.phases} {
+	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.errors, m.duration, m.phases, m.dhcp} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -72,6 +86,31 @@ func (m *Metrics) Observe(ev Event) {
 	if result == ResultError {
 		m.errors.WithLabelValues(proto).Inc()
 	}
+}
+
+// ObserveDHCP counts one DHCP packet; it is a pxe.Server.Observer.
+func (m *Metrics) ObserveDHCP(ex pxe.Exchange) {
+	req := dhcpTypeLabel(ex.Request)
+	if ex.Request == dhcpv4.MessageTypeNone && ex.MAC == nil {
+		req = "unparsable"
+	}
+	m.dhcp.WithLabelValues(req, dhcpTypeLabel(ex.Reply)).Inc()
+	if errors.Is(ex.Err, pxe.ErrPoolExhausted) || errors.Is(ex.Err, pxe.ErrReplyTooLarge) {
+		m.errors.WithLabelValues("dhcp").Inc()
+	}
+}
+
+// dhcpTypeLabel names a message type in lower case; a value no RFC
+// defines is "other", so a client cannot add label values at will.
+func dhcpTypeLabel(t dhcpv4.MessageType) string {
+	switch t {
+	case dhcpv4.MessageTypeNone:
+		return "none"
+	case dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeOffer, dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeDecline,
+		dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak, dhcpv4.MessageTypeRelease, dhcpv4.MessageTypeInform:
+		return strings.ToLower(t.String())
+	}
+	return "other"
 }
 
 // Phase counts a machine reaching phase.

@@ -107,7 +107,11 @@ type Server struct {
 	// DHCP is the DHCP mode; the zero value is DHCPOff.
 	DHCP DHCPMode
 	// DHCPInterface is the network device DHCP is served on (required
-	// unless DHCPConn is set: sockets are bound to it).
+	// unless DHCPConn is set: sockets are bound to it). Binding to a
+	// device is Linux-only (see pxe.ListenPacket): on other systems set
+	// DHCPConn (and, in DHCPProxy, DHCPBootConn), for instance from
+	// pxe.ListenPacket("", 67), or Serve fails with an error wrapping
+	// errors.ErrUnsupported.
 	DHCPInterface string
 	// DHCPConn and DHCPBootConn are the DHCP (67) and PXE boot server
 	// (4011) sockets; nil makes pxe open them on DHCPInterface. Serve
@@ -205,7 +209,7 @@ func (s *Server) Serve(ctx context.Context) error {
 
 	var dhcp *pxe.Server
 	if s.DHCP != DHCPOff {
-		dhcp, err = s.pxeServer(base, tracker, log)
+		dhcp, err = s.pxeServer(base, tracker, metrics, log)
 		if err != nil {
 			closeAll()
 			return err
@@ -392,7 +396,7 @@ func (s *Server) tftpFiles(base string, tracker *Tracker) Source {
 	})
 }
 
-func (s *Server) pxeServer(base string, tracker *Tracker, log *slog.Logger) (*pxe.Server, error) {
+func (s *Server) pxeServer(base string, tracker *Tracker, metrics *Metrics, log *slog.Logger) (*pxe.Server, error) {
 	if s.ServerIP == nil {
 		return nil, fmt.Errorf("%w: Server.ServerIP is required with DHCP %s", ErrConfig, s.DHCP)
 	}
@@ -450,6 +454,7 @@ func (s *Server) pxeServer(base string, tracker *Tracker, log *slog.Logger) (*px
 		LeaseFile: s.LeaseFile,
 		Logger:    log,
 
+		Observer:      metrics.ObserveDHCP,
 		Allow:         s.DHCPAllow,
 		Deny:          s.DHCPDeny,
 		PolicyTimeout: s.DHCPPolicyTimeout,

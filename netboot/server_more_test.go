@@ -102,6 +102,24 @@ func TestServerDHCPAllowDeny(t *testing.T) {
 	assert.Equal(t, dhcpv4.MessageTypeOffer, offer.MessageType())
 	assert.Nil(t, discover(denied), "denied, though on the allow-list")
 	assert.Nil(t, discover(other), "not on the allow-list")
+
+	// The DHCP packets are counted, with their replies.
+	_, err = relay.WriteTo([]byte("not DHCP"), r.dhcpAddr)
+	require.NoError(t, err)
+	want := []string{
+		`nixboot_dhcp_total{reply="offer",request="discover"} 1`,
+		`nixboot_dhcp_total{reply="none",request="discover"} 2`,
+		`nixboot_dhcp_total{reply="none",request="unparsable"} 1`,
+	}
+	assert.Eventually(t, func() bool {
+		_, body := get(t, r.httpURL+netboot.MetricsPath)
+		for _, w := range want {
+			if !strings.Contains(string(body), w+"\n") {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 50*time.Millisecond, "metrics %v", want)
 }
 
 // TestServerMetricsResults checks that refusals, missing files and our own

@@ -130,10 +130,35 @@ type Server struct {
 	// Logger receives Debug per packet, Info per boot decision and Error
 	// for the server's own failures. nil discards.
 	Logger *slog.Logger
+	// Observer, when set, is told about every packet the Server reads,
+	// once it is handled (for metrics). It is called from the goroutine
+	// that handled the packet, several at once, and must not block.
+	Observer func(Exchange)
 
 	mu      sync.Mutex
 	started bool
 	table   *leaseTable
+}
+
+// Exchange is one packet as the Server handled it, for Server.Observer.
+type Exchange struct {
+	// MAC is the client's hardware address (chaddr); nil when the packet
+	// did not parse. Its memory is reused after the call: copy it to keep
+	// it.
+	MAC net.HardwareAddr
+	// Request is the packet's DHCP message type (option 53);
+	// MessageTypeNone when it did not parse or had none.
+	Request dhcpv4.MessageType
+	// Reply is the message type sent back; MessageTypeNone for no reply.
+	Reply dhcpv4.MessageType
+	// BootServer reports a packet to the PXE boot server socket (4011).
+	BootServer bool
+	// Err is why there was no reply when that was not simply the
+	// decision (no boot information for a proxy client, a DISCOVER for
+	// another server's offer): a packet that did not parse, was refused,
+	// or that the server failed to answer. ErrPoolExhausted and
+	// ErrReplyTooLarge mark failures an operator must act on.
+	Err error
 }
 
 // state is the configuration Serve works from, with defaults filled in.
@@ -474,6 +499,9 @@ func (st *state) serveConn(ctx context.Context, conn net.PacketConn, boot bool, 
 	dispatch := func(p *packet, n int, batch bool) bool {
 		if err := parseInto(&p.msg, p.buf[:n]); err != nil {
 			st.log.Debug("pxe: unparsable packet", "remote", p.peer.String(), "bytes", n, "err", err)
+			if st.s.Observer != nil {
+				st.s.Observer(Exchange{BootServer: boot, Err: err})
+			}
 			return true
 		}
 		req := &p.msg
@@ -600,6 +628,13 @@ func (st *state) handle(ctx context.Context, conn net.PacketConn, sc *scratch, p
 func (st *state) answer(ctx context.Context, sc *scratch, p *packet, boot bool, dst []byte, addr *net.UDPAddr) (b []byte, dest net.Addr) {
 	req, peer := p.req, p.peer
 	b, err := st.respondClient(ctx, sc, req, p.c, p.cerr, boot, dst)
+	if st.s.Observer != nil {
+		ex := Exchange{MAC: req.ClientHWAddr, Request: p.c.MessageType, BootServer: boot, Err: err}
+		if err == nil && b != nil {
+			ex.Reply = sc.reply.MessageType()
+		}
+		st.s.Observer(ex)
+	}
 	if errors.Is(err, ErrPoolExhausted) || errors.Is(err, ErrReplyTooLarge) {
 		st.log.Error("pxe: cannot answer", "mac", req.ClientHWAddr.String(), "remote", peer.String(), "err", err)
 		return nil, nil
