@@ -1,3 +1,5 @@
+//go:build unix
+
 package netboot_test
 
 import (
@@ -5,12 +7,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/nixboot/nixboot/netboot"
 )
@@ -20,7 +22,7 @@ import (
 // writer, holding a thread per request.
 func TestFSNamedPipe(t *testing.T) {
 	dir := t.TempDir()
-	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "pipe"), 0o644))
+	require.NoError(t, unix.Mkfifo(filepath.Join(dir, "pipe"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "ok.txt"), []byte("fine"), 0o644))
 	root, err := os.OpenRoot(dir)
 	require.NoError(t, err)
@@ -28,7 +30,7 @@ func TestFSNamedPipe(t *testing.T) {
 	// Should a request still wait on the pipe, a writer ends it, so that a
 	// failing test fails instead of hanging.
 	unblock := func() {
-		if w, err := os.OpenFile(filepath.Join(dir, "pipe"), os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+		if w, err := os.OpenFile(filepath.Join(dir, "pipe"), os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
 			w.Close()
 		}
 	}
