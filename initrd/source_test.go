@@ -7,12 +7,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/nixboot/nixboot/initrd"
 )
@@ -52,7 +52,7 @@ func TestSourceReplacedByFIFO(t *testing.T) {
 			require.NoError(t, os.WriteFile(f, []byte("contents"), 0o644))
 			seg := tc.plan(t, root)
 			require.NoError(t, os.Remove(f))
-			require.NoError(t, syscall.Mkfifo(f, 0o644))
+			require.NoError(t, unix.Mkfifo(f, 0o644))
 
 			done := make(chan error, 1)
 			go func() {
@@ -64,7 +64,7 @@ func TestSourceReplacedByFIFO(t *testing.T) {
 			case err = <-done:
 			case <-time.After(20 * time.Second):
 				// Unblock the open so the goroutine ends with the test.
-				if w, oerr := os.OpenFile(f, os.O_WRONLY|syscall.O_NONBLOCK, 0); oerr == nil {
+				if w, oerr := os.OpenFile(f, os.O_WRONLY|unix.O_NONBLOCK, 0); oerr == nil {
 					w.Close()
 				}
 				t.Fatal("Write still blocked on the FIFO after 20 s")
