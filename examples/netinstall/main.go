@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command netinstall installs a NixOS generation onto a machine's local
 // disk from inside a network-booted initrd, and is safe to run on every
 // boot:
@@ -23,6 +25,9 @@
 //	nixboot.rootpart=root                the layout partition to install into
 //	nixboot.destroy=1                    allow destructive disk plans
 //	nixboot.poweroff=1                   power off when done
+//
+// It runs only on Linux (it is a Linux initrd's /init: mounts, kernel
+// modules, a raw-socket DHCP client); its files are built for linux alone.
 //
 // Build it statically and put it in an initrd as /init (package initrd):
 //
