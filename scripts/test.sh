@@ -25,6 +25,16 @@ step "go vet for linux/arm64 and linux/386"
 GOARCH=arm64 go vet ./...
 GOARCH=386 go vet ./...
 
+step "go vet for darwin/amd64 and windows/amd64"
+# Tools built on macOS and Windows embed the library: block devices and
+# SO_BINDTODEVICE stay Linux-only and fail there with errors.ErrUnsupported,
+# Linux fast paths (recvmmsg, openat, hole punching) fall back to portable
+# code. internal/vmtest, e2e and bench are not listed: they need Linux, as
+# do the tests tagged linux (nclient4, namespaces, loop devices, QEMU).
+for goos in darwin windows; do
+	GOOS=$goos GOARCH=amd64 go vet . ./pxe/... ./ipxe/... ./initrd/... ./disk/... ./netboot/... ./examples/...
+done
+
 step "staticcheck"
 staticcheck ./...
 
