@@ -352,7 +352,7 @@ func compileProfile(name string, pc ProfileConfig) (*profile, error) {
 		// Read the base now, so that a broken one is reported at load time
 		// and the first boot does not wait for it.
 		p.overlayBase = &baseDirs{path: p.initrds[len(p.initrds)-1].Path, want: ov.parents()}
-		if _, err := p.overlayBase.get(); err != nil {
+		if _, err := p.overlayBase.get(context.Background()); err != nil {
 			return nil, &ConfigError{Field: field + ".initrds", Err: err}
 		}
 	}
@@ -452,7 +452,7 @@ func (inv *StaticInventory) Boot(ctx context.Context, m *Machine) (*Boot, error)
 		Labels: facts, Vars: vars,
 	}
 	if p.overlay != nil {
-		existing, err := p.overlayBase.get()
+		existing, err := p.overlayBase.get(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("netboot: profile %q: %w", name, err)
 		}
