@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -141,4 +143,35 @@ func (tn *testNet) client(t *testing.T, timeout time.Duration, name string, args
 	cmd.WaitDelay = 2 * time.Second
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// udpRcvbufErrors returns the UDP RcvbufErrors counter of namespace ns:
+// datagrams its kernel dropped because a socket's receive buffer was full.
+func udpRcvbufErrors(t *testing.T, ns string) int {
+	t.Helper()
+	var snmp []byte
+	err := inNetns(ns, func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/snmp")
+		snmp = b
+		return err
+	})
+	require.NoError(t, err)
+	var names []string
+	for _, line := range strings.Split(string(snmp), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		i := slices.Index(names, "RcvbufErrors")
+		require.True(t, i > 0 && i < len(f), "no RcvbufErrors in %s's /proc/net/snmp", ns)
+		v, err := strconv.Atoi(f[i])
+		require.NoError(t, err)
+		return v
+	}
+	t.Fatalf("no Udp counters in %s's /proc/net/snmp", ns)
+	return 0
 }
