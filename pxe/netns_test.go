@@ -9,8 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/nixboot/nixboot/internal/netstat"
 	"github.com/nixboot/nixboot/internal/testenv"
 	"github.com/nixboot/nixboot/pxe"
 )
@@ -156,22 +155,7 @@ func udpRcvbufErrors(t *testing.T, ns string) int {
 		return err
 	})
 	require.NoError(t, err)
-	var names []string
-	for _, line := range strings.Split(string(snmp), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Udp:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		i := slices.Index(names, "RcvbufErrors")
-		require.True(t, i > 0 && i < len(f), "no RcvbufErrors in %s's /proc/net/snmp", ns)
-		v, err := strconv.Atoi(f[i])
-		require.NoError(t, err)
-		return v
-	}
-	t.Fatalf("no Udp counters in %s's /proc/net/snmp", ns)
-	return 0
+	n, err := netstat.UDPRcvbufErrors(snmp)
+	require.NoError(t, err, "%s's /proc/net/snmp", ns)
+	return n
 }

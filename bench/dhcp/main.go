@@ -47,6 +47,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nixboot/nixboot/internal/netstat"
 	"github.com/nixboot/nixboot/pxe"
 )
 
@@ -287,24 +288,8 @@ func rcvbufErrors(ns string) int {
 	}); err != nil {
 		return 0
 	}
-	var names []string
-	for _, line := range strings.Split(string(snmp), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Udp:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i, name := range names {
-			if name == "RcvbufErrors" && i < len(f) {
-				v, _ := strconv.Atoi(f[i])
-				return v
-			}
-		}
-	}
-	return 0
+	n, _ := netstat.UDPRcvbufErrors(snmp)
+	return n
 }
 
 // clockTicks is USER_HZ, 100 on every Linux architecture Go supports.

@@ -1,0 +1,34 @@
+// Package netstat reads the kernel's UDP counters, for tests and
+// benchmarks that need to know where datagrams were lost.
+package netstat
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// UDPRcvbufErrors returns the RcvbufErrors counter from the content of
+// /proc/net/snmp (or /proc/thread-self/net/snmp, for the namespace of the
+// reading thread): datagrams dropped because a socket's receive buffer was
+// full.
+func UDPRcvbufErrors(snmp []byte) (int, error) {
+	var names []string
+	for line := range strings.SplitSeq(string(snmp), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		i := slices.Index(names, "RcvbufErrors")
+		if i < 1 || i >= len(f) {
+			return 0, errors.New("netstat: no RcvbufErrors among the Udp counters")
+		}
+		return strconv.Atoi(f[i])
+	}
+	return 0, errors.New("netstat: no Udp counters")
+}
