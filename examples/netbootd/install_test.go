@@ -19,6 +19,7 @@ import (
 
 	"github.com/nixboot/nixboot/internal/nixtest"
 	"github.com/nixboot/nixboot/internal/testenv"
+	"github.com/nixboot/nixboot/netboot"
 )
 
 // freeAddr returns a loopback address with a port free right now.
@@ -225,4 +226,40 @@ func TestAdminFlag(t *testing.T) {
 	code, body = get(t, "http://"+admin+"/metrics")
 	require.Equal(t, http.StatusOK, code)
 	assert.Contains(t, body, "nixboot_")
+}
+
+// TestDHCPFlags: configureDHCP turns the DHCP flags into the Server's
+// fields, and refuses values it cannot use, naming the flag. It only reads
+// the loopback interface's addresses; nothing is served.
+func TestDHCPFlags(t *testing.T) {
+	base := options{iface: "lo", dhcp: "full", pool: "127.0.9.10-127.0.9.20"}
+	with := func(f func(o *options)) (*netboot.Server, error) {
+		o := base
+		f(&o)
+		s := &netboot.Server{}
+		return s, configureDHCP(s, o)
+	}
+	s, err := with(func(o *options) {
+		o.allow, o.deny, o.router, o.dns = "52:54:00:00:00:01, 52:54:00:00:00:02", "52:54:00:00:00:02", "127.0.0.1", "127.0.0.53,127.0.0.54"
+	})
+	require.NoError(t, err)
+	assert.Equal(t, netboot.DHCPFull, s.DHCP)
+	assert.Equal(t, []net.HardwareAddr{{0x52, 0x54, 0, 0, 0, 1}, {0x52, 0x54, 0, 0, 0, 2}}, s.DHCPAllow)
+	assert.Equal(t, []net.HardwareAddr{{0x52, 0x54, 0, 0, 0, 2}}, s.DHCPDeny)
+	assert.Equal(t, "127.0.0.1", s.DHCPNetwork.Router[0].String())
+	assert.Len(t, s.DHCPNetwork.DNS, 2)
+
+	for _, c := range []struct {
+		set  func(o *options)
+		want string
+	}{
+		{func(o *options) { o.allow = "52:54:00:00:00:01,nope" }, `-dhcp-allow: "nope" is not a MAC address`},
+		{func(o *options) { o.deny = "52:54:00:00:00:00:00:01" }, `-dhcp-deny: "52:54:00:00:00:00:00:01"`},
+		{func(o *options) { o.router = "gateway" }, `-router "gateway" is not an IPv4 address`},
+		{func(o *options) { o.dns = "127.0.0.53,dns.example" }, `-dns: "dns.example" is not an IPv4 address`},
+		{func(o *options) { o.pool = "127.0.9.10" }, `-range "127.0.9.10": want FIRST-LAST`},
+	} {
+		_, err := with(c.set)
+		assert.ErrorContains(t, err, c.want)
+	}
 }

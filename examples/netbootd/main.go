@@ -70,6 +70,8 @@ type options struct {
 	router     string
 	dns        string
 	leaseFile  string
+	allow      string
+	deny       string
 	blksize    int
 	verbose    bool
 	demoKernel string
@@ -118,6 +120,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.router, "router", "", "full DHCP: default gateway")
 	fs.StringVar(&o.dns, "dns", "", "full DHCP: comma-separated DNS servers")
 	fs.StringVar(&o.leaseFile, "leases", "", "full DHCP: lease file (default: in memory)")
+	fs.StringVar(&o.allow, "dhcp-allow", "", "comma-separated MACs: the only machines DHCP answers (in full mode, the only ones that get an address)")
+	fs.StringVar(&o.deny, "dhcp-deny", "", "comma-separated MACs DHCP never answers (wins over -dhcp-allow)")
 	fs.IntVar(&o.blksize, "blksize", 0, "TFTP block size cap (default 1468)")
 	fs.StringVar(&o.demoKernel, "demo-kernel", "", "kernel for the demo profile (default: $NIXBOOT_KERNEL, /var/cache/nixboot/vmlinuz, newest /boot/vmlinuz-*)")
 	fs.BoolVar(&o.verbose, "v", false, "log every request (debug level)")
@@ -297,6 +301,13 @@ func configureDHCP(s *netboot.Server, o options) error {
 		return fmt.Errorf("-dhcp %q: want proxy, full or off", mode)
 	}
 	s.DHCPInterface = o.iface
+	var err error
+	if s.DHCPAllow, err = parseMACs("dhcp-allow", o.allow); err != nil {
+		return err
+	}
+	if s.DHCPDeny, err = parseMACs("dhcp-deny", o.deny); err != nil {
+		return err
+	}
 	ifc, err := net.InterfaceByName(o.iface)
 	if err != nil {
 		return err
@@ -347,15 +358,40 @@ func configureDHCP(s *netboot.Server, o options) error {
 		}
 	}
 	if o.router != "" {
-		n.Router = []net.IP{net.ParseIP(o.router).To4()}
+		ip := net.ParseIP(o.router).To4()
+		if ip == nil {
+			return fmt.Errorf("-router %q is not an IPv4 address", o.router)
+		}
+		n.Router = []net.IP{ip}
 	}
 	for _, d := range strings.Split(o.dns, ",") {
-		if ip := net.ParseIP(strings.TrimSpace(d)).To4(); ip != nil {
-			n.DNS = append(n.DNS, ip)
+		if d = strings.TrimSpace(d); d == "" {
+			continue
 		}
+		ip := net.ParseIP(d).To4()
+		if ip == nil {
+			return fmt.Errorf("-dns: %q is not an IPv4 address", d)
+		}
+		n.DNS = append(n.DNS, ip)
 	}
 	s.DHCPNetwork, s.LeaseFile = n, o.leaseFile
 	return nil
+}
+
+// parseMACs reads a comma-separated list of MAC addresses given to -flag.
+func parseMACs(flag, list string) ([]net.HardwareAddr, error) {
+	var out []net.HardwareAddr
+	for _, f := range strings.Split(list, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		hw, err := net.ParseMAC(f)
+		if err != nil || len(hw) != 6 {
+			return nil, fmt.Errorf("-%s: %q is not a MAC address", flag, f)
+		}
+		out = append(out, hw)
+	}
+	return out, nil
 }
 
 // loaderFiles lists the loaders in dir. Debian links some of them out of
