@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/nixboot/nixboot/internal/filelock"
 )
 
 // ApplyOptions tune Apply. The zero value is ready to use.
@@ -107,7 +109,7 @@ func apply(ctx context.Context, p Plan, opt ApplyOptions, hooks applyHooks) erro
 	if !block {
 		// Image files have no exclusive open: an advisory lock keeps two
 		// Applies (in any processes) from interleaving their writes.
-		if err := lockImage(f); err != nil {
+		if err := filelock.TryLock(f); err != nil {
 			return fmt.Errorf("disk: locking %s (another Apply at work?): %w", p.Device, err)
 		}
 	}

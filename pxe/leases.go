@@ -15,6 +15,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/nixboot/nixboot/internal/filelock"
 )
 
 // Lease is one address handed to one machine, as stored in the lease file.
@@ -406,7 +408,7 @@ func openLeaseStore(path string) (*leaseStore, []Lease, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("pxe: lease lock %s: %w", path, err)
 	}
-	if err := lockFile(lock); err != nil {
+	if err := filelock.TryLock(lock); err != nil {
 		lock.Close()
 		if errors.Is(err, errors.ErrUnsupported) {
 			return nil, nil, fmt.Errorf("pxe: lease file %s: %w", path, err)

@@ -1,17 +1,14 @@
-package disk
+package filelock
 
 import (
 	"errors"
-	"os"
 	"syscall"
 
 	"golang.org/x/sys/windows"
 )
 
-// lockImage takes an exclusive LockFileEx lock on an image file's first
-// byte without waiting; it is released when f is closed. A lock held
-// elsewhere is syscall.EBUSY, as on Unix.
-func lockImage(f *os.File) error {
+// tryLock locks f's first byte, the usual stand-in for a whole-file lock.
+func tryLock(f interface{ Fd() uintptr }) error {
 	err := windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, new(windows.Overlapped))
 	if errors.Is(err, windows.ERROR_LOCK_VIOLATION) {
 		err = syscall.EBUSY
