@@ -54,6 +54,7 @@ type Tracker struct {
 // least-recently-marked order.
 type tracked struct {
 	MachineState
+	addr netip.Addr // MachineState.IP, parsed
 	elem *list.Element
 }
 
@@ -107,11 +108,13 @@ func (t *Tracker) Mark(mac net.HardwareAddr, ip netip.Addr, profile string, phas
 			s.Phase = ""
 		}
 	}
-	if ip.IsValid() {
-		if old, err := netip.ParseAddr(s.IP); err == nil && old != ip && t.ipTo[old] == key {
-			delete(t.ipTo, old)
+	if ip.IsValid() && ip != tr.addr {
+		if t.ipTo[tr.addr] == key {
+			delete(t.ipTo, tr.addr)
 		}
-		s.IP = ip.String()
+		tr.addr, s.IP = ip, ip.String()
+	}
+	if ip.IsValid() {
 		t.ipTo[ip] = key
 	}
 	if profile != "" {
@@ -143,8 +146,8 @@ func (t *Tracker) MACForIP(ip netip.Addr) net.HardwareAddr {
 
 // forget drops tr and the IP that still names it.
 func (t *Tracker) forget(tr *tracked) {
-	if ip, err := netip.ParseAddr(tr.IP); err == nil && t.ipTo[ip] == tr.MAC {
-		delete(t.ipTo, ip)
+	if t.ipTo[tr.addr] == tr.MAC {
+		delete(t.ipTo, tr.addr)
 	}
 	t.lru.Remove(tr.elem)
 	delete(t.byMA, tr.MAC)
