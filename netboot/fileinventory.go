@@ -17,8 +17,9 @@ const DefaultReloadInterval = 2 * time.Second
 
 // FileInventory serves a JSON inventory file (see Config) and reloads it when
 // it changes, or when a profile's NixOS netboot directory is a symlink that
-// now points elsewhere (a rebuilt ./result). A file that fails to load is rejected with an error naming the
-// field, and the inventory loaded before stays in force.
+// now points elsewhere (a rebuilt ./result). A file that fails to load is
+// rejected with an error naming the field, and the inventory loaded before
+// stays in force.
 //
 // Call Load once before use, then run Watch (or call Reload yourself, for
 // example on SIGHUP). Boot, Load and Reload are safe for concurrent use.
@@ -77,8 +78,8 @@ func (fi *FileInventory) reload(force bool) (bool, error) {
 }
 
 // Watch reloads the file whenever Reload would (its content changed, or a
-// NixOS netboot directory link was repointed), until ctx is
-// cancelled; it then returns nil. A broken file is logged (once per
+// NixOS netboot directory link was repointed), until ctx is cancelled; it
+// then returns nil. A broken file is logged (once per
 // version) and ignored; the last good inventory stays in force.
 func (fi *FileInventory) Watch(ctx context.Context) error {
 	log := orDiscard(fi.Logger)
