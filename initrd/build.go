@@ -37,6 +37,13 @@ type WriteOptions struct {
 	Progress func(done, total int64)
 	// Logger receives Debug records per segment; nil discards.
 	Logger *slog.Logger
+	// ReadAhead is how many goroutines read small files ahead of the
+	// writing one, while another walks the inputs; 0 picks a number from
+	// GOMAXPROCS and the segment's compression (for a compressed segment,
+	// none below 4 CPUs: the compressor keeps them busy), below 0 means
+	// none. Only the speed changes: the bytes written and the errors are
+	// the same.
+	ReadAhead int
 	// Existing lists directories present before the first segment is
 	// unpacked, besides the kernel's built-in dev and root (see
 	// PlanOptions.Existing). Write checks every entry's parent against
@@ -72,7 +79,7 @@ func WriteSegment(ctx context.Context, w io.Writer, seg Segment, opt WriteOption
 	cw := NewWriter(bw)
 	cw.SetNextInode(info.FirstInode)
 	src := newSourceOpener()
-	n, err := writeEntries(ctx, cw, seg, src, opt.Progress)
+	n, err := writeEntries(ctx, cw, seg, src, opt.Progress, readAhead(opt.ReadAhead, seg.Compression))
 	src.close()
 	if err == nil {
 		err = cw.Close()
@@ -97,33 +104,74 @@ func WriteSegment(ctx context.Context, w io.Writer, seg Segment, opt WriteOption
 	return info, nil
 }
 
-// writeEntries writes seg's entries and returns how many it wrote.
-func writeEntries(ctx context.Context, cw *Writer, seg Segment, src *sourceOpener, progress func(done, total int64)) (int, error) {
+// writeEntries writes seg's entries and returns how many it wrote, with
+// readers goroutines reading ahead (none when 0).
+func writeEntries(ctx context.Context, cw *Writer, seg Segment, src *sourceOpener, progress func(done, total int64), readers int) (int, error) {
 	ew := entryWriter{ctx: ctx, cw: cw, src: src, progress: progress, buf: make([]byte, 256<<10)}
+	var each func(yield func(*Entry, error) bool)
 	if seg.Stream == nil {
 		for i := range seg.Entries {
 			if seg.Entries[i].Type == TypeReg {
 				ew.total += seg.Entries[i].Size
 			}
 		}
-		for i := range seg.Entries {
-			if err := ew.write(&seg.Entries[i]); err != nil {
-				return ew.n, err
+		each = func(yield func(*Entry, error) bool) {
+			for i := range seg.Entries {
+				if !yield(&seg.Entries[i], nil) {
+					return
+				}
 			}
 		}
-		return ew.n, nil
+	} else {
+		if len(seg.Entries) > 0 {
+			return 0, fmt.Errorf("%w: segment has both Entries and a Stream", ErrInvalidHeader)
+		}
+		ew.total = seg.Stream.Size()
+		each = func(yield func(*Entry, error) bool) {
+			for e, err := range seg.Stream.All() {
+				if !yield(&e, err) {
+					return
+				}
+			}
+		}
 	}
-	if len(seg.Entries) > 0 {
-		return 0, fmt.Errorf("%w: segment has both Entries and a Stream", ErrInvalidHeader)
+	if readers > 0 {
+		return ew.writeAhead(each, readers)
 	}
-	ew.total = seg.Stream.Size()
-	for e, err := range seg.Stream.All() {
+	for e, err := range each {
 		if err == nil {
-			err = ew.write(&e)
+			err = ew.write(e, nil)
 		}
 		if err != nil {
 			return ew.n, err
 		}
+	}
+	return ew.n, nil
+}
+
+// writeAhead writes the entries of each as they come out of a
+// prefetcher.
+func (ew *entryWriter) writeAhead(each func(yield func(*Entry, error) bool), readers int) (int, error) {
+	p := startPrefetch(each, readers)
+	defer p.finish()
+	for i := range p.order {
+		s := &p.slots[i]
+		if s.err != nil {
+			return ew.n, s.err
+		}
+		var err error
+		if s.read {
+			err = ew.write(&s.entry, s)
+		} else {
+			err = ew.write(&s.entry, nil)
+		}
+		if err != nil {
+			return ew.n, err
+		}
+		if s.read {
+			p.release(s.end)
+		}
+		p.free <- i
 	}
 	return ew.n, nil
 }
@@ -139,7 +187,8 @@ type entryWriter struct {
 	done, total int64
 }
 
-func (ew *entryWriter) write(e *Entry) error {
+// write writes e, with its data from ahead when that is not nil.
+func (ew *entryWriter) write(e *Entry, ahead *prefetchSlot) error {
 	if ew.n%256 == 0 {
 		if err := ew.ctx.Err(); err != nil {
 			return err
@@ -152,7 +201,15 @@ func (ew *entryWriter) write(e *Entry) error {
 	if e.Type != TypeReg || e.Size == 0 {
 		return nil
 	}
-	if e.Data != nil {
+	if ahead != nil {
+		<-ahead.done
+		if ahead.readErr != nil {
+			return ahead.readErr
+		}
+		if _, err := ew.cw.Write(ahead.data); err != nil {
+			return entryErr(e.Name, err)
+		}
+	} else if e.Data != nil {
 		if _, err := ew.cw.Write(e.Data); err != nil {
 			return entryErr(e.Name, err)
 		}

@@ -3,6 +3,7 @@ package initrd_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -214,29 +215,31 @@ func TestTreeSourceChanged(t *testing.T) {
 			require.NoError(t, os.Symlink("../../../outside/secret", f)) // from root/d/e to base/outside
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			root := changedSourceTree(t, big)
-			entries, err := initrd.Tree(root, "")
-			require.NoError(t, err)
-			planned, err := initrd.Plan(entries, initrd.PlanOptions{})
-			require.NoError(t, err)
-			tc.change(t, root, filepath.Join(root, "d", "e", tc.file))
-			var buf bytes.Buffer
-			_, err = initrd.Write(context.Background(), &buf, []initrd.Segment{{Entries: planned}}, initrd.WriteOptions{})
-			if tc.ok {
+		for _, ahead := range readAheads {
+			t.Run(fmt.Sprintf("%s/read-ahead %d", tc.name, ahead), func(t *testing.T) {
+				root := changedSourceTree(t, big)
+				entries, err := initrd.Tree(root, "")
 				require.NoError(t, err)
-				assertSmallAndBig(t, buf.Bytes(), big)
-				return
-			}
-			require.Error(t, err)
-			if tc.want != nil {
-				require.ErrorIs(t, err, tc.want)
-			}
-			var ee *initrd.EntryError
-			require.ErrorAs(t, err, &ee)
-			assert.Equal(t, "d/e/"+tc.file, ee.Name)
-			assert.NotContains(t, buf.String(), "secret")
-		})
+				planned, err := initrd.Plan(entries, initrd.PlanOptions{})
+				require.NoError(t, err)
+				tc.change(t, root, filepath.Join(root, "d", "e", tc.file))
+				var buf bytes.Buffer
+				_, err = initrd.Write(context.Background(), &buf, []initrd.Segment{{Entries: planned}}, initrd.WriteOptions{ReadAhead: ahead})
+				if tc.ok {
+					require.NoError(t, err)
+					assertSmallAndBig(t, buf.Bytes(), big)
+					return
+				}
+				require.Error(t, err)
+				if tc.want != nil {
+					require.ErrorIs(t, err, tc.want)
+				}
+				var ee *initrd.EntryError
+				require.ErrorAs(t, err, &ee)
+				assert.Equal(t, "d/e/"+tc.file, ee.Name)
+				assert.NotContains(t, buf.String(), "secret")
+			})
+		}
 	}
 }
 

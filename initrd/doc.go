@@ -53,7 +53,11 @@
 // frame, xz compresses independent blocks of [DefaultXZBlockSize] (as xz
 // -T0 does; our code writes the stream header, block headers, CRC32
 // checks, index and footer around ulikunitz/xz's LZMA2 encoder) and lz4
-// independent legacy blocks. The output is identical whatever the number
+// independent legacy blocks. Reading the sources can use several cores
+// too ([WriteOptions].ReadAhead): one goroutine walks the inputs, others
+// read small files into a 4 MiB ring, and the writer takes them in archive
+// order, so a build of many small files is not bound by one goroutine's
+// open, read and close calls. The output is identical whatever the number
 // of cores.
 //
 // [Writer] is the archive/tar-shaped layer below: WriteHeader, Write, Close

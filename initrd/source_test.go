@@ -5,6 +5,7 @@ package initrd_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -45,34 +46,36 @@ func TestSourceReplacedByFIFO(t *testing.T) {
 			return initrd.Segment{Stream: st}
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			root := t.TempDir()
-			f := filepath.Join(root, "d", "f")
-			require.NoError(t, os.MkdirAll(filepath.Dir(f), 0o755))
-			require.NoError(t, os.WriteFile(f, []byte("contents"), 0o644))
-			seg := tc.plan(t, root)
-			require.NoError(t, os.Remove(f))
-			require.NoError(t, unix.Mkfifo(f, 0o644))
+		for _, ahead := range readAheads {
+			t.Run(fmt.Sprintf("%s/read-ahead %d", tc.name, ahead), func(t *testing.T) {
+				root := t.TempDir()
+				f := filepath.Join(root, "d", "f")
+				require.NoError(t, os.MkdirAll(filepath.Dir(f), 0o755))
+				require.NoError(t, os.WriteFile(f, []byte("contents"), 0o644))
+				seg := tc.plan(t, root)
+				require.NoError(t, os.Remove(f))
+				require.NoError(t, unix.Mkfifo(f, 0o644))
 
-			done := make(chan error, 1)
-			go func() {
-				_, err := initrd.Write(context.Background(), &bytes.Buffer{}, []initrd.Segment{seg}, initrd.WriteOptions{})
-				done <- err
-			}()
-			var err error
-			select {
-			case err = <-done:
-			case <-time.After(20 * time.Second):
-				// Unblock the open so the goroutine ends with the test.
-				if w, oerr := os.OpenFile(f, os.O_WRONLY|unix.O_NONBLOCK, 0); oerr == nil {
-					w.Close()
+				done := make(chan error, 1)
+				go func() {
+					_, err := initrd.Write(context.Background(), &bytes.Buffer{}, []initrd.Segment{seg}, initrd.WriteOptions{ReadAhead: ahead})
+					done <- err
+				}()
+				var err error
+				select {
+				case err = <-done:
+				case <-time.After(20 * time.Second):
+					// Unblock the open so the goroutine ends with the test.
+					if w, oerr := os.OpenFile(f, os.O_WRONLY|unix.O_NONBLOCK, 0); oerr == nil {
+						w.Close()
+					}
+					t.Fatal("Write still blocked on the FIFO after 20 s")
 				}
-				t.Fatal("Write still blocked on the FIFO after 20 s")
-			}
-			require.ErrorIs(t, err, initrd.ErrChanged)
-			var ee *initrd.EntryError
-			require.ErrorAs(t, err, &ee)
-			assert.Contains(t, []string{"d/f", "d"}, ee.Name, "the entry or (streaming) its directory")
-		})
+				require.ErrorIs(t, err, initrd.ErrChanged)
+				var ee *initrd.EntryError
+				require.ErrorAs(t, err, &ee)
+				assert.Contains(t, []string{"d/f", "d"}, ee.Name, "the entry or (streaming) its directory")
+			})
+		}
 	}
 }

@@ -5,6 +5,7 @@ package initrd_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,12 +114,12 @@ func streamCases(t *testing.T, tree string) []streamCase {
 }
 
 // writeTwoSegments writes an uncompressed first segment and seg after it.
-func writeTwoSegments(t *testing.T, seg initrd.Segment) []byte {
+func writeTwoSegments(t *testing.T, seg initrd.Segment, readAhead int) []byte {
 	t.Helper()
 	first, err := initrd.Plan([]initrd.Entry{reg("usr/first", "first\n"), {Header: initrd.Header{Name: "x", Type: initrd.TypeDir, Mode: 0o755}}}, initrd.PlanOptions{})
 	require.NoError(t, err)
 	var buf bytes.Buffer
-	_, err = initrd.Write(context.Background(), &buf, []initrd.Segment{{Compression: initrd.None, Entries: first}, seg}, initrd.WriteOptions{})
+	_, err = initrd.Write(context.Background(), &buf, []initrd.Segment{{Compression: initrd.None, Entries: first}, seg}, initrd.WriteOptions{ReadAhead: readAhead})
 	require.NoError(t, err)
 	return buf.Bytes()
 }
@@ -161,9 +162,13 @@ func TestStreamMatchesPlan(t *testing.T) {
 			assert.Equal(t, dirs, gotDirs)
 
 			for _, c := range []initrd.Compression{initrd.None, initrd.Gzip, initrd.Zstd} {
-				old := writeTwoSegments(t, initrd.Segment{Compression: c, Entries: planned})
-				streamed := writeTwoSegments(t, initrd.Segment{Compression: c, Stream: st})
-				require.True(t, bytes.Equal(old, streamed), "%s: streamed output differs (%d and %d bytes)", c, len(old), len(streamed))
+				old := writeTwoSegments(t, initrd.Segment{Compression: c, Entries: planned}, -1)
+				for _, ahead := range readAheads {
+					streamed := writeTwoSegments(t, initrd.Segment{Compression: c, Stream: st}, ahead)
+					require.True(t, bytes.Equal(old, streamed), "%s, read-ahead %d: streamed output differs (%d and %d bytes)", c, ahead, len(old), len(streamed))
+					ahead := writeTwoSegments(t, initrd.Segment{Compression: c, Entries: planned}, ahead)
+					require.True(t, bytes.Equal(old, ahead), "%s: output with read-ahead differs (%d and %d bytes)", c, len(old), len(ahead))
+				}
 			}
 		})
 	}
@@ -198,8 +203,8 @@ func TestStreamClosureMatchesPlan(t *testing.T) {
 	require.NoError(t, err)
 	st, err := initrd.PlanStream([]initrd.Input{initrd.ClosureInput(store, paths, reg)}, opt)
 	require.NoError(t, err)
-	old := writeTwoSegments(t, initrd.Segment{Compression: initrd.None, Entries: planned})
-	streamed := writeTwoSegments(t, initrd.Segment{Compression: initrd.None, Stream: st})
+	old := writeTwoSegments(t, initrd.Segment{Compression: initrd.None, Entries: planned}, -1)
+	streamed := writeTwoSegments(t, initrd.Segment{Compression: initrd.None, Stream: st}, 3)
 	require.True(t, bytes.Equal(old, streamed), "streamed closure differs (%d and %d bytes)", len(old), len(streamed))
 
 	_, err = initrd.PlanStream([]initrd.Input{initrd.ClosureInput(store, []string{"/nix/store/aaaa-pkg/lib"}, nil)}, opt)
@@ -296,24 +301,26 @@ func TestStreamSourceChanged(t *testing.T) {
 			require.NoError(t, os.Link(filepath.Join(root, "d/e/small"), filepath.Join(root, "d/e/small2")))
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			root := changedSourceTree(t, big)
-			st, err := initrd.PlanStream([]initrd.Input{initrd.TreeInput(root, "")}, initrd.PlanOptions{})
-			require.NoError(t, err)
-			tc.change(t, root)
-			var buf bytes.Buffer
-			_, err = initrd.Write(context.Background(), &buf, []initrd.Segment{{Stream: st}}, initrd.WriteOptions{})
-			if tc.ok {
+		for _, ahead := range readAheads {
+			t.Run(fmt.Sprintf("%s/read-ahead %d", tc.name, ahead), func(t *testing.T) {
+				root := changedSourceTree(t, big)
+				st, err := initrd.PlanStream([]initrd.Input{initrd.TreeInput(root, "")}, initrd.PlanOptions{})
 				require.NoError(t, err)
-				assertSmallAndBig(t, buf.Bytes(), big)
-				return
-			}
-			require.ErrorIs(t, err, tc.want)
-			var ee *initrd.EntryError
-			require.ErrorAs(t, err, &ee)
-			assert.Equal(t, tc.entry, ee.Name)
-			assert.NotContains(t, buf.String(), "secret")
-		})
+				tc.change(t, root)
+				var buf bytes.Buffer
+				_, err = initrd.Write(context.Background(), &buf, []initrd.Segment{{Stream: st}}, initrd.WriteOptions{ReadAhead: ahead})
+				if tc.ok {
+					require.NoError(t, err)
+					assertSmallAndBig(t, buf.Bytes(), big)
+					return
+				}
+				require.ErrorIs(t, err, tc.want)
+				var ee *initrd.EntryError
+				require.ErrorAs(t, err, &ee)
+				assert.Equal(t, tc.entry, ee.Name)
+				assert.NotContains(t, buf.String(), "secret")
+			})
+		}
 	}
 }
 

@@ -87,7 +87,7 @@ func (f segmentFlag) Set(v string) error {
 type options struct {
 	out, appendTo, list, verify string
 	comp                        string
-	level, chunk                int
+	level, chunk, readAhead     int
 	storeDir                    string
 	lastWins, rootOwner, dedup  bool
 	memLimit                    int64
@@ -108,6 +108,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.lastWins, "last-wins", false, "let later duplicate paths replace earlier ones")
 	fs.BoolVar(&o.rootOwner, "root-owner", false, "set every uid and gid to 0")
 	fs.BoolVar(&o.dedup, "dedup", false, "store identical files once, as hard links")
+	fs.IntVar(&o.readAhead, "read-ahead", 0, "goroutines reading small files ahead of the writer (0: by the number of CPUs; -1: none)")
 	fs.Int64Var(&o.memLimit, "mem-limit", 56<<20, "soft memory limit for the Go runtime in bytes (0: none)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile (allocations and what is live at the end) to this file")
@@ -253,7 +254,7 @@ func run(ctx context.Context, log *slog.Logger, stdout, stderr io.Writer, o opti
 		segs = append(segs, seg)
 	}
 	last := int64(-1)
-	wopt := initrd.WriteOptions{Logger: log, Progress: func(done, total int64) {
+	wopt := initrd.WriteOptions{Logger: log, ReadAhead: o.readAhead, Progress: func(done, total int64) {
 		if pct := done * 100 / max(total, 1); pct/10 != last/10 {
 			last = pct
 			fmt.Fprintf(stderr, "\r%3d%% of %d MiB", pct, total>>20)
