@@ -36,8 +36,15 @@ func TestUEFIPXE(t *testing.T) {
 		name: "uefi-pxe", mac: newMAC(2), token: "s2-" + e.net.Name,
 		fw: vmtest.OVMF, noROM: true, extra: vmtest.OVMFNoPXEv6,
 	}
-	e.serve(vmtest.Nixboot{Inventory: e.inventory(m)})
+	srv := e.serve(vmtest.Nixboot{Inventory: e.inventory(m)})
 	e.boot(m)
+	// OVMF asks for RFC 7440 windows of 4 blocks, and got them.
+	sent := logLines(srv, "tftp: sent", "file=snponly.efi")
+	require.NotEmpty(t, sent, "no completed TFTP transfer of snponly.efi in the server's log")
+	for _, l := range sent {
+		assert.Contains(t, l, "windowsize=4", "OVMF's transfer: %s", l)
+		t.Log(l)
+	}
 }
 
 // pxelinuxFiles are PXELINUX and the modules its menu needs (Debian's

@@ -13,10 +13,12 @@
 //     RFC 2348 blksize, RFC 2349 tsize). It checks and rewrites every
 //     request so that block size negotiation is deterministic, caps
 //     concurrent transfers, uses short timeouts suited to firmware and never
-//     sends internal error text. On Linux it sends octet transfers itself,
-//     lock-step over a blocking socket per transfer (as fast per transfer as
-//     tftpd-hpa); github.com/pin/tftp/v3 dispatches requests and sends
-//     netascii transfers, and everything on other systems.
+//     sends internal error text. On Linux it sends octet transfers itself
+//     over a blocking socket per transfer (as fast per transfer as
+//     tftpd-hpa): lock-step, or in RFC 7440 windows of up to 64 blocks and
+//     64 KiB when the client asks for windowsize (OVMF asks for 4);
+//     github.com/pin/tftp/v3 dispatches requests and sends netascii
+//     transfers, and everything on other systems (lock-step only).
 //   - [HTTPHandler] serves the chain pattern (a generic /boot.ipxe that
 //     chains to /boot.ipxe?mac=${mac}&uuid=${uuid}&arch=${buildarch}), the
 //     per-machine boot script, kernel and initrds under the machine's own
@@ -56,8 +58,7 @@
 //
 // # Non-goals
 //
-// TFTP writes, RFC 7440 windowsize and RFC 2349 timeout (transfers are
-// lock-step only; the options are left out of the OACK as the RFCs allow),
-// HTTPS termination, and proxying kernels from remote URLs: machines fetch
-// remote images directly.
+// TFTP writes and RFC 2349 timeout (left out of the OACK, as the RFC
+// allows), HTTPS termination, and proxying kernels from remote URLs:
+// machines fetch remote images directly.
 package netboot

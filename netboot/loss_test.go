@@ -186,6 +186,14 @@ func TestPacketLoss(t *testing.T) {
 			"--get", "-r", "tiny.bin", "-l", out, "127.0.0.1", slowPort)
 		check(t, out, tiny)
 	})
+	// RFC 7440 windows: a lost block makes atftp acknowledge the last
+	// one it has in order, and the window starts again after it.
+	t.Run("tftp atftp blksize 1468 windowsize 8", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "out")
+		inNS(t, 120*time.Second, atftp, "--tftp-timeout", "1", "--option", "blksize 1468", "--option", "windowsize 8",
+			"--get", "-r", "small.bin", "-l", out, "127.0.0.1", slowPort)
+		check(t, out, small)
+	})
 	t.Run("tftp tftp-hpa 512", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "out")
 		inNS(t, 120*time.Second, tftpHPA, "-m", "binary", "127.0.0.1", fastPort, "-c", "get", "small.bin", out)

@@ -256,7 +256,8 @@ type tftpTransfer struct {
 	h     *tftpHandler
 	start time.Time
 	ev    Event
-	slot  bool // the slot is still held
+	slot  bool  // the slot is still held
+	attrs []any // logged with the transfer's end: what was negotiated
 }
 
 func (h *tftpHandler) newTransfer(name string, remote netip.AddrPort) *tftpTransfer {
@@ -327,7 +328,7 @@ func (t *tftpTransfer) done(n int64, readErr, err error) {
 		}
 		t.finish(err)
 	default:
-		log.Info("tftp: sent", "file", name, "remote", remote, "bytes", n, "duration", time.Since(t.start))
+		log.Info("tftp: sent", append([]any{"file", name, "remote", remote, "bytes", n, "duration", time.Since(t.start)}, t.attrs...)...)
 		t.finish(nil)
 	}
 }
@@ -381,6 +382,7 @@ func (h *tftpHandler) serveOwn(conn transferConn, req readRequest, remote netip.
 	defer f.close()
 	l := &lockstep{conn: conn, timeout: h.cfg.timeout, retries: h.cfg.retries, done: h.ctx.Done()}
 	n, err := l.sendFile(req, bufio.NewReaderSize(f.Content, tftpReadBuffer), f.Size)
+	t.attrs = []any{"blksize", l.blksize, "windowsize", l.window}
 	var readErr *tftpReadError
 	if errors.As(err, &readErr) {
 		t.done(n, readErr.err, err)
@@ -633,6 +635,14 @@ func canonicalRequest(pkt []byte, blockSize int) (out []byte, code int, err erro
 				continue // not negotiated: 512-byte blocks
 			}
 			out = appendOpt(out, key, strconv.Itoa(min(n, blockSize, maxBlockSize)))
+		case "windowsize":
+			// Only our own sender has windows; pin/tftp would leave
+			// the option out of its OACK anyway.
+			n, err := strconv.Atoi(val)
+			if !ownSender || err != nil || n < 1 || n > 65535 {
+				continue // not negotiated: lock-step
+			}
+			out = appendOpt(out, key, strconv.Itoa(min(n, maxWindow)))
 		}
 	}
 	return out, 0, nil

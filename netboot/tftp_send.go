@@ -12,7 +12,8 @@ import (
 
 // This file is the data phase of a TFTP read transfer: option
 // acknowledgement, then DATA blocks in lock-step, each retransmitted until
-// it is acknowledged. TFTPServer runs it on Linux over a blocking socket of
+// it is acknowledged, or in windows of several blocks per acknowledgement
+// when the client asks for RFC 7440 windowsize (EDK2/OVMF asks for 4). TFTPServer runs it on Linux over a blocking socket of
 // its own (tftp_send_linux.go) instead of pin/tftp's sender, whose
 // per-block read deadline and netpoller wake-up made single-client
 // transfers slower than tftpd-hpa's (bench/serve/README.md).
@@ -41,6 +42,23 @@ type readRequest struct {
 	mode    string
 	blksize int  // 0: not asked for (512-byte blocks, no blksize in the OACK)
 	tsize   bool // tsize asked for
+	// windowsize is the RFC 7440 window, already capped (see
+	// windowFor); 0: not asked for (lock-step, none in the OACK).
+	windowsize int
+}
+
+// maxWindow caps the blocks per window, and maxWindowBytes the data a
+// window holds, which the sender keeps for retransmission: RFC 7440 lets
+// the server answer less than the client asked for.
+const (
+	maxWindow      = 64
+	maxWindowBytes = 64 << 10
+)
+
+// windowFor is the window to grant for a request of asked blocks of blk
+// bytes.
+func windowFor(asked, blk int) int {
+	return max(1, min(asked, maxWindow, maxWindowBytes/blk))
 }
 
 // parseReadRequest reads a packet canonicalRequest produced.
@@ -64,6 +82,12 @@ func parseReadRequest(pkt []byte) (readRequest, error) {
 				return r, fmt.Errorf("%w: blksize %q", ErrRefused, fields[i+1])
 			}
 			r.blksize = n
+		case "windowsize":
+			n, err := strconv.Atoi(fields[i+1])
+			if err != nil || n < 1 || n > maxWindow {
+				return r, fmt.Errorf("%w: windowsize %q", ErrRefused, fields[i+1])
+			}
+			r.windowsize = n
 		}
 	}
 	return r, nil
@@ -87,6 +111,15 @@ func splitNUL(b []byte) []string {
 type tftpClientError struct {
 	code int
 	msg  string
+}
+
+// parseClientError reads an ERROR packet of at least 4 bytes.
+func parseClientError(pkt []byte) *tftpClientError {
+	msg := pkt[4:]
+	if i := bytes.IndexByte(msg, 0); i >= 0 {
+		msg = msg[:i]
+	}
+	return &tftpClientError{code: int(binary.BigEndian.Uint16(pkt[2:])), msg: string(msg)}
 }
 
 func (e *tftpClientError) Error() string {
@@ -114,6 +147,9 @@ type lockstep struct {
 	// acknowledgement. nil never ends it.
 	done <-chan struct{}
 	ack  []byte // receive buffer
+	// blksize and window are what sendFile negotiated (window 1:
+	// lock-step), for the log.
+	blksize, window int
 }
 
 // stopped reports whether done is closed.
@@ -135,18 +171,29 @@ func (l *lockstep) sendFile(req readRequest, r io.Reader, size int64) (int64, er
 	// longer datagram is cut to the buffer, which is enough to read it.
 	l.ack = make([]byte, 1024)
 	blk := minBlockSize
-	if req.blksize > 0 || req.tsize {
+	if req.blksize > 0 {
+		blk = req.blksize
+	}
+	window := 1
+	if req.blksize > 0 || req.tsize || req.windowsize > 0 {
 		oack := []byte{0, opOACK}
 		if req.blksize > 0 {
-			blk = req.blksize
 			oack = appendOpt(oack, "blksize", strconv.Itoa(blk))
 		}
 		if req.tsize {
 			oack = appendOpt(oack, "tsize", strconv.FormatInt(size, 10))
 		}
+		if req.windowsize > 0 {
+			window = windowFor(req.windowsize, blk)
+			oack = appendOpt(oack, "windowsize", strconv.Itoa(window))
+		}
 		if err := l.exchange(oack, 0); err != nil {
 			return 0, l.fail(err)
 		}
+	}
+	l.blksize, l.window = blk, window
+	if window > 1 {
+		return l.sendWindows(r, blk, window)
 	}
 	data := make([]byte, 4+blk)
 	binary.BigEndian.PutUint16(data, opDATA)
@@ -165,6 +212,124 @@ func (l *lockstep) sendFile(req readRequest, r io.Reader, size int64) (int64, er
 		sent += int64(n)
 		if n < blk {
 			return sent, nil
+		}
+	}
+}
+
+// sendWindows is the data phase with RFC 7440 windows of window blocks:
+// it sends the blocks of a window back to back, then waits for an
+// acknowledgement. The client acknowledges the last block it received in
+// order, at the end of a window or as soon as it sees a gap, and the next
+// window starts after that block; after a timeout the window is sent
+// again, l.retries times. Blocks are counted in 64 bits here and wrap
+// from 65535 to 0 on the wire, as in lock-step.
+func (l *lockstep) sendWindows(r io.Reader, blk, window int) (int64, error) {
+	bufs := make([][]byte, window) // block k is in bufs[k%window]
+	for i := range bufs {
+		bufs[i] = make([]byte, 4+blk)
+		binary.BigEndian.PutUint16(bufs[i], opDATA)
+	}
+	lens := make([]int, window) // data bytes of each block in bufs
+	var (
+		sent  int64
+		base  = uint64(1) // first block not acknowledged
+		next  = uint64(1) // next block to read
+		final uint64      // the last (short) block once read; 0 before
+		tries int
+		// resent is set when a repeated acknowledgement of base-1 made
+		// the window go again: one such resend per window, or every
+		// duplicate a client answers with would multiply the traffic.
+		resent bool
+	)
+	w := uint64(window)
+	for {
+		last := base + w - 1
+		if final != 0 {
+			last = min(last, final)
+		}
+		for k := base; k <= last; k++ {
+			b := bufs[k%w]
+			if k == next {
+				n, err := io.ReadFull(r, b[4:])
+				if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+					return sent, l.fail(&tftpReadError{err})
+				}
+				binary.BigEndian.PutUint16(b[2:], uint16(k))
+				lens[k%w] = n
+				next++
+				if n < blk {
+					final, last = k, k
+				}
+			}
+			if l.stopped() {
+				return sent, l.fail(errClientShutdown)
+			}
+			if err := l.conn.send(b[:4+lens[k%w]]); err != nil {
+				return sent, l.fail(err)
+			}
+		}
+		// Wait for progress; a repeated acknowledgement of base-1 sends
+		// the window again at once, but only the first one.
+		deadline := time.Now().Add(l.timeout)
+	wait:
+		for {
+			acked, ok, err := l.waitWindowAck(base, last, deadline)
+			switch {
+			case err != nil:
+				return sent, l.fail(err)
+			case !ok: // timeout
+				if tries++; tries > l.retries {
+					return sent, l.fail(errTransferTimeout)
+				}
+				break wait
+			case acked >= base:
+				for k := base; k <= acked; k++ {
+					sent += int64(lens[k%w])
+				}
+				if acked == final {
+					return sent, nil
+				}
+				base, tries, resent = acked+1, 0, false
+				break wait
+			case !resent: // acked is base-1: the client saw a gap at base
+				resent = true
+				break wait
+			}
+		}
+	}
+}
+
+// waitWindowAck waits until deadline for an acknowledgement of a block
+// from base-1 to last and returns its 64-bit number, or false after the
+// deadline.
+func (l *lockstep) waitWindowAck(base, last uint64, deadline time.Time) (uint64, bool, error) {
+	wait := time.Until(deadline)
+	for {
+		n, err := l.conn.recv(l.ack, min(wait, shutdownPoll))
+		switch {
+		case err == errRecvTimeout, err == errRecvInterrupted:
+			n = 0
+		case err != nil:
+			return 0, false, err
+		}
+		if n >= 4 {
+			switch binary.BigEndian.Uint16(l.ack) {
+			case opACK:
+				// The block of base-1 + d, for the d that gives these
+				// low 16 bits; windows are far shorter than 65536.
+				d := uint64(binary.BigEndian.Uint16(l.ack[2:]) - uint16(base-1))
+				if k := base - 1 + d; k <= last {
+					return k, true, nil
+				}
+			case opERROR:
+				return 0, false, parseClientError(l.ack[:n])
+			}
+		}
+		if l.stopped() {
+			return 0, false, errClientShutdown
+		}
+		if wait = time.Until(deadline); wait < time.Millisecond {
+			return 0, false, nil
 		}
 	}
 }
@@ -212,11 +377,7 @@ func (l *lockstep) waitAck(block uint16) (bool, error) {
 					return true, nil
 				}
 			case opERROR:
-				msg := l.ack[4:n]
-				if i := bytes.IndexByte(msg, 0); i >= 0 {
-					msg = msg[:i]
-				}
-				return false, &tftpClientError{code: int(binary.BigEndian.Uint16(l.ack[2:])), msg: string(msg)}
+				return false, parseClientError(l.ack[:n])
 			}
 		}
 		// Anything else (a duplicate acknowledgement, a stray packet, an

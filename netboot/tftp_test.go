@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -228,15 +230,35 @@ func TestTFTPRequests(t *testing.T) {
 }
 
 // TestTFTPOptions checks the OACK for what firmware sends: blksize clamped
-// to the cap, tsize answered, windowsize and timeout left out.
+// to the cap, tsize answered, windowsize granted up to 64 blocks and 64 KiB
+// (on Linux, where the server sends the data itself; elsewhere left out),
+// timeout left out.
 func TestTFTPOptions(t *testing.T) {
 	files := fstest.MapFS{"f": {Data: randomBytes(t, 5000)}}
+	window := func(w string) map[string]string {
+		if runtime.GOOS != "linux" {
+			return map[string]string{}
+		}
+		return map[string]string{"windowsize": w}
+	}
+	with := func(a, b map[string]string) map[string]string {
+		out := map[string]string{}
+		maps.Copy(out, a)
+		maps.Copy(out, b)
+		return out
+	}
 	tests := []struct {
 		cap  int
 		opts []string
 		want map[string]string
 	}{
-		{0, []string{"tsize", "0", "blksize", "1468", "windowsize", "4"}, map[string]string{"tsize": "5000", "blksize": "1468"}},
+		{0, []string{"tsize", "0", "blksize", "1468", "windowsize", "4"}, with(map[string]string{"tsize": "5000", "blksize": "1468"}, window("4"))},
+		{0, []string{"blksize", "1468", "windowsize", "1000"}, with(map[string]string{"blksize": "1468"}, window("44"))},
+		{0, []string{"blksize", "512", "WINDOWSIZE", "200"}, with(map[string]string{"blksize": "512"}, window("64"))},
+		{0, []string{"tsize", "0", "windowsize", "1"}, with(map[string]string{"tsize": "5000"}, window("1"))},
+		{0, []string{"tsize", "0", "windowsize", "0"}, map[string]string{"tsize": "5000"}},
+		{0, []string{"tsize", "0", "windowsize", "junk"}, map[string]string{"tsize": "5000"}},
+		{0, []string{"tsize", "0", "windowsize", "65536"}, map[string]string{"tsize": "5000"}},
 		{0, []string{"TSIZE", "0", "BLKSIZE", "65464"}, map[string]string{"tsize": "5000", "blksize": "1468"}},
 		{0, []string{"blksize", "1432", "timeout", "3"}, map[string]string{"blksize": "1432"}},
 		{1024, []string{"blksize", "1468"}, map[string]string{"blksize": "1024"}},
