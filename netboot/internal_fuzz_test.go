@@ -26,6 +26,8 @@ func FuzzCanonicalRequest(f *testing.F) {
 	f.Add(seed("a", "netascii", "blksize", "8"))
 	f.Add(append([]byte{0, 2}, seed("a", "octet")[2:]...))
 	f.Add([]byte{0, 4, 0, 1})
+	f.Add(seed("f", "octet", "blksize", "512", "WindowSize", "65535", "windowsize", "0"))
+	f.Add(seed("f", "octet", "windowsize", "-1", "windowsize", "+7"))
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		out, code, err := canonicalRequest(pkt, DefaultTFTPBlockSize)
 		if err != nil {
@@ -53,6 +55,9 @@ func FuzzCanonicalRequest(f *testing.F) {
 		assert.Equal(t, string(fields[1]), req.mode)
 		if req.blksize != 0 {
 			assert.True(t, req.blksize >= minBlockSize && req.blksize <= DefaultTFTPBlockSize, "blksize %d", req.blksize)
+		}
+		if req.windowsize != 0 {
+			assert.True(t, ownSender && req.windowsize >= 1 && req.windowsize <= maxWindow, "windowsize %d", req.windowsize)
 		}
 	})
 }
