@@ -592,7 +592,8 @@ const (
 // canonicalRequest checks a packet arriving on the listening socket. Packets
 // that are not requests pass unchanged (pin/tftp ignores them). A read
 // request comes back rewritten: cleaned name, lower-case mode, only the
-// blksize (clamped to blockSize) and tsize options. On error, code is the
+// blksize (clamped to blockSize), tsize and, where the server sends data
+// itself, windowsize (clamped to maxWindow) options. On error, code is the
 // TFTP error code to answer with, or -1 to stay silent.
 func canonicalRequest(pkt []byte, blockSize int) (out []byte, code int, err error) {
 	if len(pkt) < 2 {
