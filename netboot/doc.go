@@ -13,9 +13,10 @@
 //     RFC 2348 blksize, RFC 2349 tsize). It checks and rewrites every
 //     request so that block size negotiation is deterministic, caps
 //     concurrent transfers, uses short timeouts suited to firmware and never
-//     sends internal error text. On Linux it sends octet transfers itself
-//     over a blocking socket per transfer (as fast per transfer as
-//     tftpd-hpa): lock-step, or in RFC 7440 windows of up to 64 blocks and
+//     sends internal error text. On Linux it sends octet transfers itself,
+//     over a blocking socket per transfer for up to GOMAXPROCS transfers at
+//     once (as fast per transfer as tftpd-hpa) and through Go's netpoller
+//     beyond that: lock-step, or in RFC 7440 windows of up to 64 blocks and
 //     64 KiB when the client asks for windowsize (OVMF asks for 4);
 //     github.com/pin/tftp/v3 dispatches requests and sends netascii
 //     transfers, and everything on other systems (lock-step only).

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -248,6 +249,9 @@ type tftpHandler struct {
 	// own counts the transfers this package sends itself (see serveOwn);
 	// pin/tftp waits for its own.
 	own sync.WaitGroup
+	// blocking counts the own transfers on blocking sockets, at most
+	// GOMAXPROCS (see dialTransfer).
+	blocking atomic.Int32
 }
 
 // tftpTransfer is one read transfer from admission to its Event. It holds
@@ -368,9 +372,12 @@ func (h *tftpHandler) read(filename string, rf io.ReaderFrom) error {
 }
 
 // serveOwn sends a file itself, over conn, which it closes.
-func (h *tftpHandler) serveOwn(conn transferConn, req readRequest, remote netip.AddrPort) {
+func (h *tftpHandler) serveOwn(conn transferConn, req readRequest, remote netip.AddrPort, blocking bool) {
 	defer h.own.Done()
 	defer conn.close()
+	if blocking {
+		defer h.blocking.Add(-1)
+	}
 	t := h.newTransfer(req.name, remote)
 	defer t.releaseSlot()
 	f, clientErr := t.open()
@@ -382,7 +389,7 @@ func (h *tftpHandler) serveOwn(conn transferConn, req readRequest, remote netip.
 	defer f.close()
 	l := &lockstep{conn: conn, timeout: h.cfg.timeout, retries: h.cfg.retries, done: h.ctx.Done()}
 	n, err := l.sendFile(req, bufio.NewReaderSize(f.Content, tftpReadBuffer), f.Size)
-	t.attrs = []any{"blksize", l.blksize, "windowsize", l.window}
+	t.attrs = []any{"blksize", l.blksize, "windowsize", l.window, "blocking", blocking}
 	var readErr *tftpReadError
 	if errors.As(err, &readErr) {
 		t.done(n, readErr.err, err)
@@ -406,13 +413,20 @@ func (h *tftpHandler) startOwn(pkt []byte, local net.Addr, remote net.Addr) bool
 		return false
 	}
 	ap := ua.AddrPort()
-	conn, err := dialTransfer(local, ap)
+	blocking := h.blocking.Add(1) <= int32(runtime.GOMAXPROCS(0))
+	if !blocking {
+		h.blocking.Add(-1)
+	}
+	conn, err := dialTransfer(local, ap, blocking)
 	if err != nil {
+		if blocking {
+			h.blocking.Add(-1)
+		}
 		h.log.Warn("tftp: own transfer socket failed, pin/tftp sends", "file", req.name, "remote", ap, "err", err)
 		return false
 	}
 	h.own.Add(1)
-	go h.serveOwn(conn, req, ap)
+	go h.serveOwn(conn, req, ap, blocking)
 	return true
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,8 +28,13 @@ const ownSender = true
 
 // dialTransfer opens a transfer socket to remote from local's address (any
 // port; the kernel picks the source address when local is unspecified). It
-// must run on a thread in the listening socket's network namespace.
-func dialTransfer(local net.Addr, remote netip.AddrPort) (transferConn, error) {
+// must run on a thread in the listening socket's network namespace. A
+// blocking socket is one thread per transfer that holds a scheduler P
+// whenever it enters its receive; with more such transfers than Ps,
+// transfers wait for each other's wake-ups (bench/serve: responses over a
+// second late with 200 clients on 2 CPUs). So blocking is false past a few
+// transfers, and the socket goes through Go's netpoller instead.
+func dialTransfer(local net.Addr, remote netip.AddrPort, blocking bool) (transferConn, error) {
 	ra := remote.Addr().Unmap()
 	family := unix.AF_INET6
 	if ra.Is4() {
@@ -51,8 +57,45 @@ func dialTransfer(local net.Addr, remote netip.AddrPort) (transferConn, error) {
 		c.close()
 		return nil, fmt.Errorf("tftp: connect transfer socket to %s: %w", remote, err)
 	}
-	return c, nil
+	if blocking {
+		return c, nil
+	}
+	// net.FilePacketConn duplicates the descriptor, sets it non-blocking
+	// and registers it with the netpoller; ours is closed either way.
+	f := os.NewFile(uintptr(fd), "tftp-transfer")
+	pc, err := net.FilePacketConn(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("tftp: transfer socket to %s: %w", remote, err)
+	}
+	return &polledUDP{c: pc.(*net.UDPConn)}, nil
 }
+
+// polledUDP is a connected transfer socket served by Go's netpoller: a
+// transfer waiting for an acknowledgement is a parked goroutine, not a
+// thread.
+type polledUDP struct{ c *net.UDPConn }
+
+func (p *polledUDP) send(b []byte) error {
+	_, err := p.c.Write(b)
+	return wrapSockErr("send", err)
+}
+
+func (p *polledUDP) recv(b []byte, d time.Duration) (int, error) {
+	if err := p.c.SetReadDeadline(time.Now().Add(max(d, time.Microsecond))); err != nil {
+		return 0, fmt.Errorf("tftp: set receive deadline: %w", err)
+	}
+	n, err := p.c.Read(b)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, errRecvTimeout
+		}
+		return 0, wrapSockErr("receive", err)
+	}
+	return n, nil
+}
+
+func (p *polledUDP) close() error { return p.c.Close() }
 
 func sockaddr(ap netip.AddrPort, zone string) unix.Sockaddr {
 	if ap.Addr().Is4() {

@@ -12,6 +12,6 @@ import (
 // elsewhere than on Linux, pin/tftp sends every file.
 const ownSender = false
 
-func dialTransfer(net.Addr, netip.AddrPort) (transferConn, error) {
+func dialTransfer(net.Addr, netip.AddrPort, bool) (transferConn, error) {
 	return nil, errors.New("tftp: own transfer sockets are Linux only")
 }

@@ -7,10 +7,12 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -197,4 +199,53 @@ func TestTFTPWindowAtftp(t *testing.T) {
 			t.Logf("%d blocks, %d ACKs", blocks, acks)
 		})
 	}
+}
+
+// More transfers at once than GOMAXPROCS: the first ones get blocking
+// sockets, the others go through the netpoller (see dialTransfer); all
+// arrive intact, lock-step and windowed.
+func TestTFTPManyTransfers(t *testing.T) {
+	n := runtime.GOMAXPROCS(0) + 4
+	data := randomBytes(t, 512*30+7)
+	var logBuf syncBuffer
+	obs, evc := events(t)
+	addr := startTFTP(t, &netboot.TFTPServer{Files: netboot.FS(fstest.MapFS{"f": {Data: data}}), Observer: obs,
+		Timeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
+	peers := make([]*tftpPeer, n)
+	windowed := func(i int) bool { return i%2 == 1 }
+	for i := range peers {
+		opts := []string{"blksize", "512"}
+		if windowed(i) {
+			opts = append(opts, "windowsize", "4")
+		}
+		peers[i] = newPeer(t, addr, rrq("f", "octet", opts...))
+		oackOptions(t, peers[i].recv(2*time.Second)) // every transfer is under way
+	}
+	for i, p := range peers {
+		p.ack(0)
+		var got []byte
+		w := 1
+		if windowed(i) {
+			w = 4
+		}
+		for block := uint16(1); ; {
+			_, bufs := p.recvBlocks(min(w, 31-int(block)+1))
+			for _, b := range bufs {
+				got = append(got, b...)
+			}
+			block += uint16(len(bufs))
+			p.ack(block - 1)
+			if len(bufs[len(bufs)-1]) < 512 {
+				break
+			}
+		}
+		assert.True(t, bytes.Equal(data, got), "transfer %d: %d bytes of %d", i, len(got), len(data))
+	}
+	for range n {
+		require.NoError(t, nextEvent(t, evc, 3*time.Second).Err)
+	}
+	log := logBuf.String()
+	assert.Equal(t, n, strings.Count(log, `msg="tftp: sent"`), "%s", log)
+	assert.Equal(t, runtime.GOMAXPROCS(0), strings.Count(log, "blocking=true"), "%s", log)
+	assert.Equal(t, 4, strings.Count(log, "blocking=false"), "%s", log)
 }

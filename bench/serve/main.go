@@ -81,6 +81,7 @@ func main() {
 	tftpClients := flag.Int("tftp-clients", 200, "concurrent TFTP clients of the concurrent runs")
 	httpClients := flag.Int("http-clients", 50, "concurrent HTTP clients of the concurrent runs")
 	only := flag.String("only", "", "tftp or http: run only that protocol")
+	window := flag.Int("window", 0, "TFTP clients ask for RFC 7440 windowsize N (0: not asked; OVMF asks for 4)")
 	flag.StringVar(&serverProfile, "cpuprofile", "", "write the nixboot server's CPU profile (whole run) to this file")
 	flag.BoolVar(&verbose, "v", false, "log every TFTP client timeout (server, block, offset) to stderr")
 	flag.Parse()
@@ -106,6 +107,7 @@ func main() {
 			reps: max(*reps, 1), period: *period, tftpFull: *tftpFull,
 			tftpSize: *tftpMiB << 20, httpSize: *httpMiB << 20,
 			tftpClients: *tftpClients, httpClients: *httpClients, only: *only,
+			window: *window,
 		})
 	}
 	if err != nil {
@@ -150,6 +152,7 @@ type config struct {
 	tftpSize, httpSize       int
 	tftpClients, httpClients int
 	only                     string
+	window                   int // TFTP windowsize asked for; 0: none
 }
 
 // server is a running server process.
@@ -269,12 +272,15 @@ func bench(ctx context.Context, cfg config) error {
 		for _, blk := range []int{1468, 512} {
 			for _, n := range []int{1, cfg.tftpClients} {
 				r, err := compare(ctx, cfg.reps, peerTFTP, nb, func(s *server) (result, error) {
-					return tftpRun(ctx, s.tftpAddr, tftpData, blk, n, n > 1 && !cfg.tftpFull, cfg.period)
+					return tftpRun(ctx, s.tftpAddr, tftpData, blk, cfg.window, n, n > 1 && !cfg.tftpFull, cfg.period)
 				})
 				if err != nil {
 					return fmt.Errorf("TFTP blksize %d, %d clients: %w", blk, n, err)
 				}
 				r.label = fmt.Sprintf("TFTP %3d MiB  blksize %-5d clients %-4d", cfg.tftpSize>>20, blk, n)
+				if cfg.window > 0 {
+					r.label = fmt.Sprintf("TFTP %3d MiB  blksize %-5d window %-2d clients %-4d", cfg.tftpSize>>20, blk, cfg.window, n)
+				}
 				r.goal = 1.0
 				rows = append(rows, r)
 				printRow("tftpd-hpa", r)
@@ -419,7 +425,7 @@ func median(rs []result) (result, []float64) {
 
 // tftpRun downloads data's file with n concurrent clients: once each, or,
 // when timed, in a loop until period has passed.
-func tftpRun(ctx context.Context, addr *net.UDPAddr, data []byte, blksize, n int, timed bool, period time.Duration) (result, error) {
+func tftpRun(ctx context.Context, addr *net.UDPAddr, data []byte, blksize, window, n int, timed bool, period time.Duration) (result, error) {
 	var total atomic.Int64
 	var complete, failed, timeouts atomic.Int64
 	var firstErr error
@@ -433,7 +439,7 @@ func tftpRun(ctx context.Context, addr *net.UDPAddr, data []byte, blksize, n int
 	for range n {
 		wg.Go(func() {
 			for {
-				got, done, err := tftpGet(ctx, addr, tftpFile, blksize, data, deadline, &timeouts)
+				got, done, err := tftpGet(ctx, addr, tftpFile, blksize, window, data, deadline, &timeouts)
 				total.Add(got)
 				switch {
 				case errors.Is(err, errCorrupt):
@@ -474,18 +480,25 @@ const (
 	clientRetries = 5
 )
 
-// tftpGet is a minimal lock-step TFTP read (RFC 1350 with blksize and tsize
-// options) that checks every block against want. It stops at deadline (if
-// set) with an ERROR to the server, and reports the bytes received and
-// whether the download completed.
-func tftpGet(ctx context.Context, server *net.UDPAddr, name string, blksize int, want []byte, deadline time.Time, timeouts *atomic.Int64) (int64, bool, error) {
+// tftpGet is a minimal TFTP read (RFC 1350 with blksize and tsize options,
+// and RFC 7440 windowsize when window > 0) that checks every block against
+// want. It is lock-step unless the server grants a window; then it
+// acknowledges the end of each window, and once the last block in order
+// when it sees a gap. It stops at deadline (if set) with an ERROR to the
+// server, and reports the bytes received and whether the download
+// completed.
+func tftpGet(ctx context.Context, server *net.UDPAddr, name string, blksize, window int, want []byte, deadline time.Time, timeouts *atomic.Int64) (int64, bool, error) {
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return 0, false, err
 	}
 	defer conn.Close()
 	req := []byte{0, 1}
-	for _, f := range []string{name, "octet", "blksize", strconv.Itoa(blksize), "tsize", "0"} {
+	fields := []string{name, "octet", "blksize", strconv.Itoa(blksize), "tsize", "0"}
+	if window > 0 {
+		fields = append(fields, "windowsize", strconv.Itoa(window))
+	}
+	for _, f := range fields {
 		req = append(append(req, f...), 0)
 	}
 	buf := make([]byte, 65536)
@@ -493,6 +506,9 @@ func tftpGet(ctx context.Context, server *net.UDPAddr, name string, blksize int,
 	last, lastTo := req, server
 	var peer *net.UDPAddr
 	blk := 512 // until an OACK says otherwise
+	win := 1   // likewise
+	inWin := 0 // blocks received in order in this window
+	gapAcked := false
 	expect := uint16(1)
 	var off int64
 	retries := 0
@@ -544,10 +560,13 @@ func tftpGet(ctx context.Context, server *net.UDPAddr, name string, blksize int,
 			}
 			opts := bytes.Split(buf[2:m], []byte{0})
 			for i := 0; i+1 < len(opts); i += 2 {
-				if strings.EqualFold(string(opts[i]), "blksize") {
-					if v, err := strconv.Atoi(string(opts[i+1])); err == nil {
-						blk = v
-					}
+				v, err := strconv.Atoi(string(opts[i+1]))
+				switch {
+				case err != nil:
+				case strings.EqualFold(string(opts[i]), "blksize"):
+					blk = v
+				case strings.EqualFold(string(opts[i]), "windowsize"):
+					win = v
 				}
 			}
 			ack[2], ack[3] = 0, 0
@@ -559,7 +578,11 @@ func tftpGet(ctx context.Context, server *net.UDPAddr, name string, blksize int,
 		case 3: // DATA
 			b := binary.BigEndian.Uint16(buf[2:])
 			if b != expect {
-				if b == expect-1 { // our ACK was lost
+				switch {
+				case win == 1 && b == expect-1: // our ACK was lost
+					_, _ = conn.WriteToUDP(last, lastTo)
+				case win > 1 && b-expect < 0x8000 && !gapAcked: // a gap: from after the last in order
+					gapAcked, inWin = true, 0
 					_, _ = conn.WriteToUDP(last, lastTo)
 				}
 				continue
@@ -573,8 +596,11 @@ func tftpGet(ctx context.Context, server *net.UDPAddr, name string, blksize int,
 			binary.BigEndian.PutUint16(ack[2:], b)
 			last, lastTo = ack, peer
 			retries = 0
-			if _, err := conn.WriteToUDP(ack, peer); err != nil {
-				return off, false, err
+			if inWin++; inWin >= win || len(data) < blk {
+				inWin, gapAcked = 0, false
+				if _, err := conn.WriteToUDP(ack, peer); err != nil {
+					return off, false, err
+				}
 			}
 			expect++
 			if len(data) < blk {
@@ -810,7 +836,7 @@ func waitReady(ctx context.Context, s *server, probe []byte) error {
 		}
 		last = nil
 		if s.tftpAddr != nil {
-			_, done, err := tftpGet(ctx, s.tftpAddr, probeFile, 512, probe, time.Now().Add(3*time.Second), new(atomic.Int64))
+			_, done, err := tftpGet(ctx, s.tftpAddr, probeFile, 512, 0, probe, time.Now().Add(3*time.Second), new(atomic.Int64))
 			if err != nil || !done {
 				last = fmt.Errorf("tftp: probe not served (%v)", err)
 			}
