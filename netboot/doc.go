@@ -12,8 +12,9 @@
 //   - [TFTPServer] is a read-only TFTP server (RFC 1350, RFC 2347 options,
 //     RFC 2348 blksize, RFC 2349 tsize). It checks and rewrites every
 //     request so that block size negotiation is deterministic, caps
-//     concurrent transfers, uses short timeouts suited to firmware and never
-//     sends internal error text. On Linux it sends octet transfers itself,
+//     concurrent transfers, starts no second transfer for a request the
+//     client sent again before it heard back, uses short timeouts suited to
+//     firmware and never sends internal error text. On Linux it sends octet transfers itself,
 //     over a blocking socket per transfer for up to GOMAXPROCS transfers at
 //     once (as fast per transfer as tftpd-hpa) and through Go's netpoller
 //     beyond that: lock-step, or in RFC 7440 windows of up to 64 blocks and

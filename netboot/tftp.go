@@ -252,6 +252,53 @@ type tftpHandler struct {
 	// blocking counts the own transfers on blocking sockets, at most
 	// GOMAXPROCS (see dialTransfer).
 	blocking atomic.Int32
+	// active holds the own transfers by client address and port, to
+	// recognise a retransmitted read request (see retransmitted).
+	mu     sync.Mutex
+	active map[netip.AddrPort]*ownRequest
+}
+
+// ownRequest is the canonical read request of an own transfer in
+// flight; heard is set once anything has come back from the client.
+type ownRequest struct {
+	pkt   string
+	heard atomic.Bool
+}
+
+// retransmitted reports whether the canonical read request pkt from
+// remote repeats that of a transfer in flight to the same address and
+// port that has not heard from the client yet: the client sent it again
+// because our first answer was slow or lost, and a second transfer would
+// only race the first (the client refuses one of them, and until then
+// it holds a slot). A client that moved on (it acknowledged something,
+// or sent an ERROR) starts a new transfer, even from the same port.
+func (h *tftpHandler) retransmitted(pkt []byte, remote net.Addr) bool {
+	ua, ok := remote.(*net.UDPAddr)
+	if !ok {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.active[unmapped(ua.AddrPort())]
+	return r != nil && r.pkt == string(pkt) && !r.heard.Load()
+}
+
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// heardConn marks its request heard on the first datagram it receives.
+type heardConn struct {
+	transferConn
+	r *ownRequest
+}
+
+func (c heardConn) recv(p []byte, d time.Duration) (int, error) {
+	n, err := c.transferConn.recv(p, d)
+	if n > 0 && !c.r.heard.Load() {
+		c.r.heard.Store(true)
+	}
+	return n, err
 }
 
 // tftpTransfer is one read transfer from admission to its Event. It holds
@@ -371,10 +418,19 @@ func (h *tftpHandler) read(filename string, rf io.ReaderFrom) error {
 	return nil
 }
 
-// serveOwn sends a file itself, over conn, which it closes.
-func (h *tftpHandler) serveOwn(conn transferConn, req readRequest, remote netip.AddrPort, blocking bool) {
+// serveOwn sends a file itself, over conn, which it closes; r is its entry
+// in h.active.
+func (h *tftpHandler) serveOwn(conn transferConn, req readRequest, remote netip.AddrPort, blocking bool, r *ownRequest) {
 	defer h.own.Done()
 	defer conn.close()
+	defer func() {
+		h.mu.Lock()
+		if key := unmapped(remote); h.active[key] == r {
+			delete(h.active, key)
+		}
+		h.mu.Unlock()
+	}()
+	conn = heardConn{conn, r}
 	if blocking {
 		defer h.blocking.Add(-1)
 	}
@@ -425,8 +481,15 @@ func (h *tftpHandler) startOwn(pkt []byte, local net.Addr, remote net.Addr) bool
 		h.log.Warn("tftp: own transfer socket failed, pin/tftp sends", "file", req.name, "remote", ap, "err", err)
 		return false
 	}
+	r := &ownRequest{pkt: string(pkt)}
+	h.mu.Lock()
+	if h.active == nil {
+		h.active = map[netip.AddrPort]*ownRequest{}
+	}
+	h.active[unmapped(ap)] = r
+	h.mu.Unlock()
 	h.own.Add(1)
-	go h.serveOwn(conn, req, ap, blocking)
+	go h.serveOwn(conn, req, ap, blocking, r)
 	return true
 }
 
@@ -503,6 +566,10 @@ func (c *requestFilter) ReadFrom(p []byte) (int, net.Addr, error) {
 		if rerr == nil {
 			if binary.BigEndian.Uint16(out) != opRRQ {
 				return copy(p, out), addr, nil // pin/tftp ignores it
+			}
+			if c.handler.retransmitted(out, addr) {
+				c.log.Debug("tftp: retransmitted request ignored, its transfer is under way", "remote", addr)
+				continue
 			}
 			if !c.admit(out, addr) || c.handler.startOwn(out, c.PacketConn.LocalAddr(), addr) {
 				continue

@@ -249,3 +249,47 @@ func TestTFTPManyTransfers(t *testing.T) {
 	assert.Equal(t, runtime.GOMAXPROCS(0), strings.Count(log, "blocking=true"), "%s", log)
 	assert.Equal(t, 4, strings.Count(log, "blocking=false"), "%s", log)
 }
+
+// A read request sent again from the same port before the client heard
+// anything back is the same request, retransmitted: it starts no second
+// transfer. Once the client has answered, the same request from the same
+// port is a new transfer (a client fetching the file again).
+func TestTFTPRetransmittedRequest(t *testing.T) {
+	data := randomBytes(t, 2000)
+	obs, evc := events(t)
+	addr := startTFTP(t, &netboot.TFTPServer{Files: netboot.FS(fstest.MapFS{"f": {Data: data}}), Observer: obs, Timeout: 3 * time.Second})
+	req := rrq("f", "octet", "blksize", "1468", "tsize", "0")
+	p := newPeer(t, addr, req)
+	ua, err := net.ResolveUDPAddr("udp4", addr)
+	require.NoError(t, err)
+	for range 3 {
+		_, err = p.c.WriteTo(req, ua) // as if the first answer were late
+		require.NoError(t, err)
+	}
+	assert.Equal(t, map[string]string{"blksize": "1468", "tsize": "2000"}, oackOptions(t, p.recv(2*time.Second)))
+	// recv fails the test if a packet comes from another transfer.
+	assert.Nil(t, p.recv(500*time.Millisecond), "a second transfer answered")
+	first := p.server
+	p.ack(0)
+	_, got := dataBlock(t, p.recv(2*time.Second))
+	p.ack(1)
+	_, rest := dataBlock(t, p.recv(2*time.Second))
+	p.ack(2)
+	assert.Equal(t, data, append(got, rest...))
+	require.NoError(t, nextEvent(t, evc, 3*time.Second).Err)
+	select {
+	case ev := <-evc:
+		t.Fatalf("a second transfer: %+v", ev)
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	// The same request from the same port, after the client answered: a
+	// new transfer, from a new port of the server's.
+	_, err = p.c.WriteTo(req, ua)
+	require.NoError(t, err)
+	p.server = nil
+	oackOptions(t, p.recv(2*time.Second))
+	assert.NotEqual(t, first.String(), p.server.String())
+	p.send(append([]byte{0, 5, 0, 8}, "enough\x00"...)...)
+	require.ErrorIs(t, nextEvent(t, evc, 3*time.Second).Err, netboot.ErrAborted)
+}
