@@ -17,6 +17,8 @@ import (
 	"sync"
 	"text/template"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/nixboot/nixboot/initrd"
 )
 
@@ -116,19 +118,10 @@ type baseDirs struct {
 	path string
 	want []string
 
-	mu      sync.Mutex
-	key     string
-	found   []string
-	scan    *dirScan // in flight, for scanKey
-	scanKey string
-}
-
-// dirScan is one read of the base initrd; done is closed once found and
-// err are set.
-type dirScan struct {
-	done  chan struct{}
+	mu    sync.Mutex
+	key   string // the file identity found is for
 	found []string
-	err   error
+	scans singleflight.Group // by file identity
 }
 
 // maxBaseInitrdUnpacked bounds how much of a base initrd baseDirs
@@ -150,16 +143,12 @@ func (b *baseDirs) get(ctx context.Context) ([]string, error) {
 		b.mu.Unlock()
 		return found, nil
 	}
-	sc := b.scan
-	if sc == nil || b.scanKey != key {
-		sc = &dirScan{done: make(chan struct{})}
-		b.scan, b.scanKey = sc, key
-		go b.run(sc, key)
-	}
 	b.mu.Unlock()
+	ch := b.scans.DoChan(key, func() (any, error) { return b.run(key) })
 	select {
-	case <-sc.done:
-		return sc.found, sc.err
+	case r := <-ch:
+		found, _ := r.Val.([]string)
+		return found, r.Err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("netboot: overlay base initrd %s: still reading it: %w", b.path, context.Cause(ctx))
 	}
@@ -167,19 +156,18 @@ func (b *baseDirs) get(ctx context.Context) ([]string, error) {
 
 func identityKey(st fs.FileInfo) string { return fmt.Sprint(st.Size(), st.ModTime().UnixNano()) }
 
-// run reads the base initrd for sc and caches the answer under key, unless
-// the file it opened is no longer the one key names.
-func (b *baseDirs) run(sc *dirScan, key string) {
-	sc.found, sc.err = b.read(key)
-	b.mu.Lock()
-	if b.scan == sc {
-		b.scan = nil
-		if sc.err == nil {
-			b.key, b.found = key, sc.found
-		}
+// run reads the base initrd and caches the answer under key, unless the
+// file it opened is no longer the one key names. A scan of an older
+// identity that ends last may leave its answer in the cache; get compares
+// identities, so that costs one more scan, never a wrong answer.
+func (b *baseDirs) run(key string) ([]string, error) {
+	found, err := b.read(key)
+	if err == nil {
+		b.mu.Lock()
+		b.key, b.found = key, found
+		b.mu.Unlock()
 	}
-	b.mu.Unlock()
-	close(sc.done)
+	return found, err
 }
 
 func (b *baseDirs) read(key string) ([]string, error) {

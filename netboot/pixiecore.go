@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/nixboot/nixboot/ipxe"
 )
 
@@ -51,21 +53,13 @@ type PixiecoreAPI struct {
 
 	mu       sync.Mutex
 	cache    map[string]apiEntry
-	inflight map[string]*apiCall
+	inflight singleflight.Group // backend calls, by MAC
 }
 
 type apiEntry struct {
 	boot    *Boot
 	err     error // ErrUnknownMachine answers are cached too
 	fetched time.Time
-}
-
-// apiCall is one backend call in flight; done is closed when boot and err
-// are set.
-type apiCall struct {
-	done chan struct{}
-	boot *Boot
-	err  error
 }
 
 type apiResponse struct {
@@ -88,24 +82,19 @@ func (p *PixiecoreAPI) Boot(ctx context.Context, m *Machine) (*Boot, error) {
 		p.mu.Unlock()
 		return cloneBoot(e.boot), e.err
 	}
-	c := p.inflight[key]
-	if c == nil {
-		c = &apiCall{done: make(chan struct{})}
-		if p.inflight == nil {
-			p.inflight = map[string]*apiCall{}
-		}
-		p.inflight[key] = c
-		// Detached from ctx, bounded by Timeout in fetch: the answer is
-		// worth keeping even when this caller has given up on it.
-		go p.call(context.WithoutCancel(ctx), key, c)
-	}
 	p.mu.Unlock()
+	// The call runs on its own goroutine, detached from ctx and bounded
+	// by Timeout in fetch: the answer is worth keeping even when this
+	// caller has given up on it.
+	detached := context.WithoutCancel(ctx)
+	ch := p.inflight.DoChan(key, func() (any, error) { return p.call(detached, key) })
 
 	var b *Boot
 	var err error
 	select {
-	case <-c.done:
-		b, err = c.boot, c.err
+	case r := <-ch:
+		b, _ = r.Val.(*Boot)
+		err = r.Err
 	case <-ctx.Done():
 		err = fmt.Errorf("%w: pixiecore API: %s: %w", ErrBackend, key, context.Cause(ctx))
 	}
@@ -120,17 +109,15 @@ func (p *PixiecoreAPI) Boot(ctx context.Context, m *Machine) (*Boot, error) {
 	return cloneBoot(b), err
 }
 
-// call runs one backend call for key, caches a definite answer (a boot or
-// ErrUnknownMachine) and hands the result to everyone waiting on c.
-func (p *PixiecoreAPI) call(ctx context.Context, key string, c *apiCall) {
-	c.boot, c.err = p.fetch(ctx, key)
+// call runs one backend call for key and caches a definite answer (a boot
+// or ErrUnknownMachine) before the callers waiting on it get it.
+func (p *PixiecoreAPI) call(ctx context.Context, key string) (*Boot, error) {
+	b, err := p.fetch(ctx, key)
+	if err != nil && !errors.Is(err, ErrUnknownMachine) {
+		return b, err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.inflight, key)
-	close(c.done)
-	if c.err != nil && !errors.Is(c.err, ErrUnknownMachine) {
-		return
-	}
 	if p.cache == nil {
 		p.cache = map[string]apiEntry{}
 	}
@@ -142,7 +129,8 @@ func (p *PixiecoreAPI) call(ctx context.Context, key string, c *apiCall) {
 			}
 		}
 	}
-	p.cache[key] = apiEntry{boot: c.boot, err: c.err, fetched: time.Now()}
+	p.cache[key] = apiEntry{boot: b, err: err, fetched: time.Now()}
+	return b, err
 }
 
 func cloneBoot(b *Boot) *Boot {
