@@ -271,9 +271,11 @@ func (l *lockstep) sendWindows(r io.Reader, blk, window int) (int64, error) {
 		// Wait for progress; a repeated acknowledgement of base-1 sends
 		// the window again at once, but only the first one.
 		deadline := time.Now().Add(l.timeout)
-	wait:
+		wait := l.timeout // as in lock-step: the socket's receive timeout stays set
+	waiting:
 		for {
-			acked, ok, err := l.waitWindowAck(base, last, deadline)
+			acked, ok, err := l.waitWindowAck(base, last, deadline, wait)
+			wait = time.Until(deadline)
 			switch {
 			case err != nil:
 				return sent, l.fail(err)
@@ -281,7 +283,7 @@ func (l *lockstep) sendWindows(r io.Reader, blk, window int) (int64, error) {
 				if tries++; tries > l.retries {
 					return sent, l.fail(errTransferTimeout)
 				}
-				break wait
+				break waiting
 			case acked >= base:
 				for k := base; k <= acked; k++ {
 					sent += int64(lens[k%w])
@@ -290,10 +292,10 @@ func (l *lockstep) sendWindows(r io.Reader, blk, window int) (int64, error) {
 					return sent, nil
 				}
 				base, tries, resent = acked+1, 0, false
-				break wait
+				break waiting
 			case !resent: // acked is base-1: the client saw a gap at base
 				resent = true
-				break wait
+				break waiting
 			}
 		}
 	}
@@ -301,37 +303,16 @@ func (l *lockstep) sendWindows(r io.Reader, blk, window int) (int64, error) {
 
 // waitWindowAck waits until deadline for an acknowledgement of a block
 // from base-1 to last and returns its 64-bit number, or false after the
-// deadline.
-func (l *lockstep) waitWindowAck(base, last uint64, deadline time.Time) (uint64, bool, error) {
-	wait := time.Until(deadline)
-	for {
-		n, err := l.conn.recv(l.ack, min(wait, shutdownPoll))
-		switch {
-		case err == errRecvTimeout, err == errRecvInterrupted:
-			n = 0
-		case err != nil:
-			return 0, false, err
-		}
-		if n >= 4 {
-			switch binary.BigEndian.Uint16(l.ack) {
-			case opACK:
-				// The block of base-1 + d, for the d that gives these
-				// low 16 bits; windows are far shorter than 65536.
-				d := uint64(binary.BigEndian.Uint16(l.ack[2:]) - uint16(base-1))
-				if k := base - 1 + d; k <= last {
-					return k, true, nil
-				}
-			case opERROR:
-				return 0, false, parseClientError(l.ack[:n])
-			}
-		}
-		if l.stopped() {
-			return 0, false, errClientShutdown
-		}
-		if wait = time.Until(deadline); wait < time.Millisecond {
-			return 0, false, nil
-		}
-	}
+// deadline. wait is the first receive's timeout.
+func (l *lockstep) waitWindowAck(base, last uint64, deadline time.Time, wait time.Duration) (uint64, bool, error) {
+	var k uint64
+	ok, err := l.awaitAck(deadline, wait, func(block uint16) bool {
+		// The block of base-1 + d, for the d that gives these low 16
+		// bits; windows are far shorter than 65536.
+		k = base - 1 + uint64(block-uint16(base-1))
+		return k <= last
+	})
+	return k, ok, err
 }
 
 // exchange sends pkt and waits for the acknowledgement of block,
@@ -355,14 +336,21 @@ func (l *lockstep) exchange(pkt []byte, block uint16) error {
 	return errTransferTimeout
 }
 
-// waitAck waits up to l.timeout for the acknowledgement of block, in
-// waits of at most shutdownPoll, after each of which it looks at done.
+// waitAck waits up to l.timeout for the acknowledgement of block.
 func (l *lockstep) waitAck(block uint16) (bool, error) {
-	deadline := time.Now().Add(l.timeout)
-	wait := l.timeout
+	// The same first wait for every block while acknowledgements come in
+	// time, so the socket's receive timeout is set once.
+	return l.awaitAck(time.Now().Add(l.timeout), l.timeout, func(b uint16) bool { return b == block })
+}
+
+// awaitAck waits until deadline for an acknowledgement that accept takes,
+// in waits of at most shutdownPoll (the first of at most wait), after each
+// of which it looks at done. It reports false at the deadline, and the
+// client's ERROR as a *tftpClientError. Anything else (an acknowledgement
+// accept refuses, a stray packet, an interrupted or partial wait) leaves
+// the rest of the time to wait.
+func (l *lockstep) awaitAck(deadline time.Time, wait time.Duration, accept func(block uint16) bool) (bool, error) {
 	for {
-		// The same wait for every block while acknowledgements come in
-		// time, so the socket's receive timeout is set once.
 		n, err := l.conn.recv(l.ack, min(wait, shutdownPoll))
 		switch {
 		case err == errRecvTimeout, err == errRecvInterrupted:
@@ -373,16 +361,13 @@ func (l *lockstep) waitAck(block uint16) (bool, error) {
 		if n >= 4 {
 			switch binary.BigEndian.Uint16(l.ack) {
 			case opACK:
-				if binary.BigEndian.Uint16(l.ack[2:]) == block {
+				if accept(binary.BigEndian.Uint16(l.ack[2:])) {
 					return true, nil
 				}
 			case opERROR:
 				return false, parseClientError(l.ack[:n])
 			}
 		}
-		// Anything else (a duplicate acknowledgement, a stray packet, an
-		// interrupted or partial wait) leaves the rest of the timeout to
-		// wait.
 		if l.stopped() {
 			return false, errClientShutdown
 		}
