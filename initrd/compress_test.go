@@ -13,13 +13,13 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/ulikunitz/xz"
 
 	"github.com/nixboot/nixboot/initrd"
+	"github.com/nixboot/nixboot/internal/leaktest"
 	"github.com/nixboot/nixboot/internal/testenv"
 )
 
@@ -166,20 +166,6 @@ func (f *failAfter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// waitGoroutines waits (up to 5 s) until no more goroutines run than
-// before, and fails the test otherwise.
-func waitGoroutines(t *testing.T, before int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Fatalf("%d goroutines still running, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
-	}
-}
-
 // A failing writer stops the compression: Write and Close return its
 // error, and no goroutine is left running. The failure may come while
 // blocks are written or at the index and footer Close writes last.
@@ -222,7 +208,7 @@ func TestCompressorFailingWriter(t *testing.T) {
 				require.ErrorIs(t, w.Close(), boom, "a second Close")
 				_, err = w.Write([]byte("x"))
 				require.ErrorIs(t, err, initrd.ErrClosed)
-				waitGoroutines(t, before)
+				leaktest.Wait(t, before)
 			})
 		}
 	}
@@ -253,7 +239,7 @@ func TestXZCancelledBuild(t *testing.T) {
 	}})
 	require.ErrorIs(t, err, context.Canceled)
 	assert.False(t, bytes.HasSuffix(out.Bytes(), []byte("YZ")), "no stream footer after a cancelled build")
-	waitGoroutines(t, before)
+	leaktest.Wait(t, before)
 }
 
 // FuzzXZMatchesSequentialWriter: for any input, block size and worker

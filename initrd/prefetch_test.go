@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nixboot/nixboot/initrd"
+	"github.com/nixboot/nixboot/internal/leaktest"
 )
 
 // readAheads are the WriteOptions.ReadAhead values the write tests run
@@ -139,5 +140,5 @@ func TestReadAheadStops(t *testing.T) {
 			require.ErrorIs(t, tc.run(initrd.Segment{Stream: st}), tc.want)
 		})
 	}
-	waitGoroutines(t, before)
+	leaktest.Wait(t, before)
 }

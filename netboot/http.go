@@ -91,7 +91,7 @@ func (h *HTTPHandler) log() *slog.Logger { return orDiscard(h.Logger) }
 
 func remoteAddr(r *http.Request) netip.AddrPort {
 	ap, _ := netip.ParseAddrPort(r.RemoteAddr)
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	return unmapped(ap)
 }
 
 func (h *HTTPHandler) baseURL(r *http.Request) string {

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/nixboot/nixboot/internal/leaktest"
 	"github.com/nixboot/nixboot/internal/testenv"
 	"github.com/nixboot/nixboot/netboot"
 )
@@ -110,19 +111,6 @@ func ackUntilEnd(c net.PacketConn, server net.Addr, req []byte, pace time.Durati
 	}
 }
 
-// settleGoroutines waits for the goroutine count to fall to before.
-func settleGoroutines(t *testing.T, before int) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines after Serve returned, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
-	}
-}
-
 // TestTFTPShutdownMidTransfer cancels Serve while a transfer is running:
 // the transfer stops at once, the client gets an ERROR saying so, and Serve
 // returns promptly even when the client is silent and the server is
@@ -180,7 +168,7 @@ func TestTFTPShutdownMidTransfer(t *testing.T) {
 			assert.Equal(t, tc.wantCode, code)
 			assert.Equal(t, "server shutting down", msg)
 			c.Close()
-			settleGoroutines(t, before)
+			leaktest.Wait(t, before)
 		})
 	}
 }
@@ -226,7 +214,7 @@ func TestTFTPShutdownRealClient(t *testing.T) {
 			require.NoError(t, err)
 			assert.Less(t, fi.Size(), int64(size))
 			assert.Contains(t, output.String(), "server shutting down", "%s", &output)
-			settleGoroutines(t, before)
+			leaktest.Wait(t, before)
 		})
 	}
 }
