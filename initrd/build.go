@@ -152,20 +152,18 @@ func writeEntries(ctx context.Context, cw *Writer, seg Segment, src *sourceOpene
 // writeAhead writes the entries of each as they come out of a
 // prefetcher.
 func (ew *entryWriter) writeAhead(each func(yield func(*Entry, error) bool), readers int) (int, error) {
-	p := startPrefetch(each, readers)
+	p := startPrefetch(ew.ctx, each, readers)
 	defer p.finish()
 	for i := range p.order {
 		s := &p.slots[i]
 		if s.err != nil {
 			return ew.n, s.err
 		}
-		var err error
+		var ahead *prefetchSlot
 		if s.read {
-			err = ew.write(&s.entry, s)
-		} else {
-			err = ew.write(&s.entry, nil)
+			ahead = s
 		}
-		if err != nil {
+		if err := ew.write(&s.entry, ahead); err != nil {
 			return ew.n, err
 		}
 		if s.read {
@@ -223,7 +221,9 @@ func (ew *entryWriter) write(e *Entry, ahead *prefetchSlot) error {
 	return nil
 }
 
-func copySource(ctx context.Context, cw *Writer, e *Entry, src *sourceOpener, buf []byte) error {
+// copySource copies e's source to w, failing with ErrChanged, the entry
+// named, if the file is no longer e.Size bytes.
+func copySource(ctx context.Context, w io.Writer, e *Entry, src *sourceOpener, buf []byte) error {
 	if e.Source.IsZero() {
 		return entryErr(e.Name, fmt.Errorf("%w: regular file of %d bytes has neither Data nor Source", ErrInvalidHeader, e.Size))
 	}
@@ -249,7 +249,7 @@ func copySource(ctx context.Context, cw *Writer, e *Entry, src *sourceOpener, bu
 			return entryErr(e.Name, fmt.Errorf("%w: %s grew beyond %d bytes", ErrChanged, e.Source.Path, e.Size))
 		}
 		if n > 0 {
-			if _, werr := cw.Write(buf[:n]); werr != nil {
+			if _, werr := w.Write(buf[:n]); werr != nil {
 				return entryErr(e.Name, werr)
 			}
 			left -= int64(n)

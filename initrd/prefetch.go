@@ -2,8 +2,6 @@ package initrd
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"runtime"
 	"sync"
 )
@@ -58,6 +56,7 @@ type prefetchSlot struct {
 
 // prefetcher runs the walk and the readers for one segment.
 type prefetcher struct {
+	ctx   context.Context // of the write: copySource looks at it
 	slots []prefetchSlot
 	free  chan int // slots the walk may fill
 	order chan int // filled slots, in archive order
@@ -76,8 +75,9 @@ type prefetcher struct {
 // startPrefetch starts walking entries (each is called like an
 // iter.Seq2) and reading ahead with readers goroutines. The caller takes
 // slots from order and must call finish.
-func startPrefetch(each func(yield func(*Entry, error) bool), readers int) *prefetcher {
+func startPrefetch(ctx context.Context, each func(yield func(*Entry, error) bool), readers int) *prefetcher {
 	p := &prefetcher{
+		ctx:   ctx,
 		slots: make([]prefetchSlot, prefetchSlots),
 		free:  make(chan int, prefetchSlots),
 		order: make(chan int, prefetchSlots),
@@ -116,9 +116,7 @@ func (p *prefetcher) walk(each func(yield func(*Entry, error) bool)) {
 		if err == nil {
 			s.entry = *e
 			if e.Type == TypeReg && e.Data == nil && !e.Source.IsZero() && e.Size > 0 && e.Size <= prefetchMax {
-				// One byte more than the file, to see that it did not
-				// grow without a second read.
-				buf, end, ok := p.alloc(int(e.Size) + 1)
+				buf, end, ok := p.alloc(int(e.Size))
 				if !ok {
 					return false
 				}
@@ -138,17 +136,31 @@ func (p *prefetcher) reader() {
 	defer p.wg.Done()
 	src := newSourceOpener()
 	defer src.close()
+	// One byte more than the largest file: copySource reads a small
+	// file and sees its end in one read.
+	buf := make([]byte, prefetchMax+1)
+	var into sliceWriter
 	for i := range p.jobs {
 		s := &p.slots[i]
 		select {
 		case <-p.stop:
 			s.readErr = context.Canceled
 		default:
-			s.readErr = readWhole(&s.entry, src, s.data)
-			s.data = s.data[:s.entry.Size]
+			into.b = s.data[:0]
+			s.readErr = copySource(p.ctx, &into, &s.entry, src, buf)
+			s.data = into.b
 		}
 		s.done <- struct{}{}
 	}
+}
+
+// sliceWriter appends to b, in place: copySource writes no more than the
+// entry's size, which is what b has room for.
+type sliceWriter struct{ b []byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
 }
 
 // alloc returns n contiguous bytes of the ring and the allocation mark
@@ -196,38 +208,4 @@ func (p *prefetcher) finish() {
 	// The walk never blocks sending to order or jobs (they have room
 	// for every slot), so it sees stop at its next entry.
 	p.wg.Wait()
-}
-
-// readWhole reads e's source into buf, which has room for one byte more
-// than e.Size, and fails as copySource does if the file changed size.
-func readWhole(e *Entry, src *sourceOpener, buf []byte) error {
-	f, err := src.open(e.Source)
-	if err != nil {
-		return entryErr(e.Name, err)
-	}
-	defer f.Close()
-	got := 0
-	for got < len(buf) {
-		want := len(buf) - got
-		n, err := f.Read(buf[got:])
-		got += n
-		if err == io.EOF || (err == nil && n == 0) {
-			break
-		}
-		if err != nil {
-			return entryErr(e.Name, fmt.Errorf("reading %s: %w", e.Source.Path, err))
-		}
-		if n < want && int64(got) >= e.Size {
-			// A short read of a regular file is its end: no second
-			// read to see it, as in copySource.
-			break
-		}
-	}
-	switch {
-	case int64(got) > e.Size:
-		return entryErr(e.Name, fmt.Errorf("%w: %s grew beyond %d bytes", ErrChanged, e.Source.Path, e.Size))
-	case int64(got) < e.Size:
-		return entryErr(e.Name, fmt.Errorf("%w: %s is %d bytes short", ErrChanged, e.Source.Path, e.Size-int64(got)))
-	}
-	return nil
 }
