@@ -488,6 +488,11 @@ func parseKernelArgs(words []string) (Args, error) {
 			continue
 		}
 		a := Arg{Key: strings.Trim(key, `"`)}
+		if hasVal && a.Key == "" {
+			// "=value" has no key to keep: the model would drop the "="
+			// and render a different word than the script holds.
+			return nil, fmt.Errorf("%w: argument %q has an empty key", ErrUnsupported, short(w))
+		}
 		if hasVal {
 			v, err := parseValue(strings.Trim(val, `"`))
 			if err != nil {

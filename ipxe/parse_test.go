@@ -80,6 +80,8 @@ func TestParseErrors(t *testing.T) {
 		{"unterminated expansion", "#!ipxe\nchain http://x/${mac\n", ErrSyntax, 2},
 		{"nested expansion", "#!ipxe\nchain http://x/${${a}}\n", ErrUnsupported, 2},
 		{"bad setting", "#!ipxe\nchain http://x/${a b}\n", ErrSyntax, 2},
+		{"empty key", "#!ipxe\nchain 0 =${0}=0\n", ErrUnsupported, 2},
+		{"empty quoted key", "#!ipxe\nkernel x \"\"=${a}\n", ErrUnsupported, 2},
 		{"quote in arg", "#!ipxe\nkernel x a=\"b\"c\"\n", ErrInvalidValue, 2},
 		{"missing url", "#!ipxe\nkernel --name k\n", ErrSyntax, 2},
 		{"sleep word", "#!ipxe\nsleep soon\n", ErrSyntax, 2},
