@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -28,6 +29,7 @@ func FuzzCanonicalRequest(f *testing.F) {
 	f.Add([]byte{0, 4, 0, 1})
 	f.Add(seed("f", "octet", "blksize", "512", "WindowSize", "65535", "windowsize", "0"))
 	f.Add(seed("f", "octet", "windowsize", "-1", "windowsize", "+7"))
+	f.Add(seed("f", "octet", "timeout", "5", "TIMEOUT", "0255", "timeout", "256"))
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		out, code, err := canonicalRequest(pkt, DefaultTFTPBlockSize)
 		if err != nil {
@@ -58,6 +60,9 @@ func FuzzCanonicalRequest(f *testing.F) {
 		}
 		if req.windowsize != 0 {
 			assert.True(t, ownSender && req.windowsize >= 1 && req.windowsize <= maxWindow, "windowsize %d", req.windowsize)
+		}
+		if req.timeout != 0 {
+			assert.True(t, ownSender && req.timeout >= time.Second && req.timeout <= maxClientTimeout*time.Second, "timeout %v", req.timeout)
 		}
 	})
 }

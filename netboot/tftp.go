@@ -70,19 +70,24 @@ var (
 )
 
 // TFTPServer serves files read-only over TFTP (RFC 1350 with the option
-// extension of RFC 2347, blksize of RFC 2348 and tsize of RFC 2349).
+// extension of RFC 2347, blksize of RFC 2348, tsize and timeout of RFC 2349
+// and windowsize of RFC 7440).
 //
 // Every request is checked and rewritten first: the name goes through
 // CleanName (refused with "access violation"), the mode must be octet or
 // netascii in any case (else "illegal operation"), option names are
-// lower-cased, options other than blksize and tsize are dropped, and blksize
+// lower-cased, options other than these four are dropped, and blksize
 // is clamped to BlockSize, so negotiation does not depend on the interface
 // MTU or on timing. Write requests are refused. tsize is always answered
 // when asked, from File.Size.
 //
-// On Linux the server sends octet transfers itself: lock-step, from a
-// blocking socket per transfer whose thread sleeps in the kernel until the
-// acknowledgement arrives. On loopback that made transfers about as fast
+// On Linux the server sends octet transfers itself: lock-step, or in
+// windows of up to 64 blocks (64 KiB) when the client asks for windowsize,
+// from a blocking socket per transfer whose thread sleeps in the kernel
+// until the acknowledgement arrives. It grants a timeout option of 1 to 255
+// seconds as asked and retransmits at that interval instead of Timeout,
+// still Retries times; other systems and netascii transfers leave both
+// options out of the OACK. On loopback that made transfers about as fast
 // as tftpd-hpa's or faster, where pin/tftp's sender, waiting in Go's
 // netpoller for every block, had been slower (bench/serve/README.md). Duplicate acknowledgements are
 // ignored, block numbers wrap from 65535 to 0, and a client whose port has
@@ -105,13 +110,15 @@ type TFTPServer struct {
 	// DefaultTFTPBlockSize; otherwise 512..65464.
 	BlockSize int
 	// Timeout is the wait for an acknowledgement before retransmitting.
-	// 0 means DefaultTFTPTimeout.
+	// 0 means DefaultTFTPTimeout. A client's timeout option replaces it for
+	// that client's transfer (Linux, octet).
 	Timeout time.Duration
 	// Retries is how many times a packet is retransmitted (each after
 	// Timeout without an acknowledgement) before the transfer is abandoned
 	// with an ERROR ("timeout"). 0 means DefaultTFTPRetries. A client that
 	// stops answering, even right after its request, thus holds its
-	// transfer slot for Timeout × (Retries+1): 5 s with the defaults.
+	// transfer slot for Timeout × (Retries+1): 5 s with the defaults, and
+	// at most 255 s × (Retries+1) with the timeout it asked for.
 	Retries int
 	// MaxTransfers caps concurrent transfers. 0 means
 	// DefaultTFTPMaxTransfers. While every slot is taken, read requests are
@@ -445,7 +452,7 @@ func (h *tftpHandler) serveOwn(conn transferConn, req readRequest, remote netip.
 	defer f.close()
 	l := &lockstep{conn: conn, timeout: h.cfg.timeout, retries: h.cfg.retries, done: h.ctx.Done()}
 	n, err := l.sendFile(req, bufio.NewReaderSize(f.Content, tftpReadBuffer), f.Size)
-	t.attrs = []any{"blksize", l.blksize, "windowsize", l.window, "blocking", blocking}
+	t.attrs = []any{"blksize", l.blksize, "windowsize", l.window, "timeout", l.timeout, "blocking", blocking}
 	var readErr *tftpReadError
 	if errors.As(err, &readErr) {
 		t.done(n, readErr.err, err)
@@ -674,7 +681,7 @@ const (
 // that are not requests pass unchanged (pin/tftp ignores them). A read
 // request comes back rewritten: cleaned name, lower-case mode, only the
 // blksize (clamped to blockSize), tsize and, where the server sends data
-// itself, windowsize (clamped to maxWindow) options. On error, code is the
+// itself, windowsize (clamped to maxWindow) and timeout (1 to 255) options. On error, code is the
 // TFTP error code to answer with, or -1 to stay silent.
 func canonicalRequest(pkt []byte, blockSize int) (out []byte, code int, err error) {
 	if len(pkt) < 2 {
@@ -725,6 +732,15 @@ func canonicalRequest(pkt []byte, blockSize int) (out []byte, code int, err erro
 				continue // not negotiated: lock-step
 			}
 			out = appendOpt(out, key, strconv.Itoa(min(n, maxWindow)))
+		case "timeout":
+			// RFC 2349: whole seconds, 1 to 255, echoed unchanged or
+			// not at all. Only our own sender honours it; pin/tftp would
+			// leave it out of its OACK.
+			n, err := strconv.Atoi(val)
+			if !ownSender || err != nil || n < 1 || n > maxClientTimeout {
+				continue // not negotiated: the server's Timeout
+			}
+			out = appendOpt(out, key, strconv.Itoa(n))
 		}
 	}
 	return out, 0, nil

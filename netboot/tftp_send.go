@@ -45,7 +45,14 @@ type readRequest struct {
 	// windowsize is the RFC 7440 window, already capped (see
 	// windowFor); 0: not asked for (lock-step, none in the OACK).
 	windowsize int
+	// timeout is the RFC 2349 retransmission timeout the client asked
+	// for; 0: not asked for (the server's Timeout, none in the OACK).
+	timeout time.Duration
 }
+
+// maxClientTimeout is the longest timeout option RFC 2349 allows, in
+// seconds.
+const maxClientTimeout = 255
 
 // maxWindow caps the blocks per window, and maxWindowBytes the data a
 // window holds, which the sender keeps for retransmission: RFC 7440 lets
@@ -88,6 +95,12 @@ func parseReadRequest(pkt []byte) (readRequest, error) {
 				return r, fmt.Errorf("%w: windowsize %q", ErrRefused, fields[i+1])
 			}
 			r.windowsize = n
+		case "timeout":
+			n, err := strconv.Atoi(fields[i+1])
+			if err != nil || n < 1 || n > maxClientTimeout {
+				return r, fmt.Errorf("%w: timeout %q", ErrRefused, fields[i+1])
+			}
+			r.timeout = time.Duration(n) * time.Second
 		}
 	}
 	return r, nil
@@ -175,7 +188,7 @@ func (l *lockstep) sendFile(req readRequest, r io.Reader, size int64) (int64, er
 		blk = req.blksize
 	}
 	window := 1
-	if req.blksize > 0 || req.tsize || req.windowsize > 0 {
+	if req.blksize > 0 || req.tsize || req.windowsize > 0 || req.timeout > 0 {
 		oack := []byte{0, opOACK}
 		if req.blksize > 0 {
 			oack = appendOpt(oack, "blksize", strconv.Itoa(blk))
@@ -186,6 +199,12 @@ func (l *lockstep) sendFile(req readRequest, r io.Reader, size int64) (int64, er
 		if req.windowsize > 0 {
 			window = windowFor(req.windowsize, blk)
 			oack = appendOpt(oack, "windowsize", strconv.Itoa(window))
+		}
+		if req.timeout > 0 {
+			// The client's own retransmission interval: it asked the
+			// server to use the same, from the OACK on.
+			l.timeout = req.timeout
+			oack = appendOpt(oack, "timeout", strconv.Itoa(int(req.timeout/time.Second)))
 		}
 		if err := l.exchange(oack, 0); err != nil {
 			return 0, l.fail(err)

@@ -235,12 +235,14 @@ func TestTFTPRequests(t *testing.T) {
 // timeout left out.
 func TestTFTPOptions(t *testing.T) {
 	files := fstest.MapFS{"f": {Data: randomBytes(t, 5000)}}
-	window := func(w string) map[string]string {
+	// windowsize and timeout are granted by the server's own sender (Linux).
+	ownOnly := func(k, v string) map[string]string {
 		if runtime.GOOS != "linux" {
 			return map[string]string{}
 		}
-		return map[string]string{"windowsize": w}
+		return map[string]string{k: v}
 	}
+	window := func(w string) map[string]string { return ownOnly("windowsize", w) }
 	with := func(a, b map[string]string) map[string]string {
 		out := map[string]string{}
 		maps.Copy(out, a)
@@ -260,7 +262,12 @@ func TestTFTPOptions(t *testing.T) {
 		{0, []string{"tsize", "0", "windowsize", "junk"}, map[string]string{"tsize": "5000"}},
 		{0, []string{"tsize", "0", "windowsize", "65536"}, map[string]string{"tsize": "5000"}},
 		{0, []string{"TSIZE", "0", "BLKSIZE", "65464"}, map[string]string{"tsize": "5000", "blksize": "1468"}},
-		{0, []string{"blksize", "1432", "timeout", "3"}, map[string]string{"blksize": "1432"}},
+		{0, []string{"blksize", "1432", "timeout", "3"}, with(map[string]string{"blksize": "1432"}, ownOnly("timeout", "3"))},
+		{0, []string{"TIMEOUT", "255", "tsize", "0"}, with(map[string]string{"tsize": "5000"}, ownOnly("timeout", "255"))},
+		{0, []string{"timeout", "0", "tsize", "0"}, map[string]string{"tsize": "5000"}},
+		{0, []string{"timeout", "256", "tsize", "0"}, map[string]string{"tsize": "5000"}},
+		{0, []string{"timeout", "1.5", "tsize", "0"}, map[string]string{"tsize": "5000"}},
+		{0, []string{"timeout", "-1", "tsize", "0"}, map[string]string{"tsize": "5000"}},
 		{1024, []string{"blksize", "1468"}, map[string]string{"blksize": "1024"}},
 		{512, []string{"blksize", "1468", "tsize", "0"}, map[string]string{"tsize": "5000"}},
 		{0, []string{"blksize", "8", "tsize", "0"}, map[string]string{"tsize": "5000"}},

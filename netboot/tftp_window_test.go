@@ -293,3 +293,49 @@ func TestTFTPRetransmittedRequest(t *testing.T) {
 	p.send(append([]byte{0, 5, 0, 8}, "enough\x00"...)...)
 	require.ErrorIs(t, nextEvent(t, evc, 3*time.Second).Err, netboot.ErrAborted)
 }
+
+// RFC 2349 timeout: a client that asks for 1 s gets the OACK retransmitted
+// every second, not at the server's Timeout of 3 s, still Retries times,
+// and then an ERROR.
+func TestTFTPClientTimeout(t *testing.T) {
+	const retries = 2
+	addr := startTFTP(t, &netboot.TFTPServer{Files: netboot.FS(fstest.MapFS{"f": {Data: randomBytes(t, 5000)}}),
+		Timeout: 3 * time.Second, Retries: retries})
+	start := time.Now()
+	p := newPeer(t, addr, rrq("f", "octet", "timeout", "1", "tsize", "0"))
+	var arrivals []time.Duration
+	for {
+		pkt := p.recv(5 * time.Second)
+		require.NotNil(t, pkt, "neither another OACK nor an ERROR within 5 s")
+		if _, msg, isErr := tftpError(pkt); isErr {
+			assert.Equal(t, "timeout", msg)
+			break
+		}
+		assert.Equal(t, map[string]string{"timeout": "1", "tsize": "5000"}, oackOptions(t, pkt))
+		arrivals = append(arrivals, time.Since(start))
+	}
+	require.Len(t, arrivals, retries+1, "the OACK sent once and retransmitted Retries times: %v", arrivals)
+	for i := 1; i < len(arrivals); i++ {
+		gap := arrivals[i] - arrivals[i-1]
+		assert.GreaterOrEqual(t, gap, time.Second-20*time.Millisecond, "retransmission %d after %v", i, gap)
+		assert.Less(t, gap, 2*time.Second, "retransmission %d after %v: the server's Timeout, not the client's", i, gap)
+	}
+}
+
+// atftp asks for a timeout and gets it; the transfer is intact.
+func TestTFTPClientTimeoutAtftp(t *testing.T) {
+	bin := testenv.Command(t, "atftp")
+	data := randomBytes(t, 300_000)
+	addr := startTFTP(t, &netboot.TFTPServer{Files: netboot.FS(fstest.MapFS{"f": {Data: data}})})
+	host, port, _ := net.SplitHostPort(addr)
+	out := filepath.Join(t.TempDir(), "out")
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, bin, "--trace", "--option", "timeout 2", "--option", "blksize 1468",
+		"--get", "-r", "f", "-l", out, host, port).CombinedOutput()
+	require.NoError(t, err, "%.2000s", b)
+	got, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(data, got), "%d bytes of %d, content differs", len(got), len(data))
+	assert.Contains(t, string(b), "received OACK <timeout: 2, blksize: 1468,")
+}
