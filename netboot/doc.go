@@ -33,8 +33,10 @@
 //     one is invalid; a profile can be a NixOS netboot directory
 //     ([ReadNixOSNetboot]); a profile's overlay files are rendered per
 //     machine into a gzip newc segment (built with initrd) and appended to its
-//     last initrd as it is served, with a known length; [PixiecoreAPI] asks a pixiecore API-mode server,
-//     with a timeout and a cache. [InventoryFunc] plugs in anything else.
+//     last initrd as it is served, with a known length; [PixiecoreAPI] asks
+//     a pixiecore API-mode server, with a timeout and a cache, and like
+//     pixiecore streams the files it names to machines through this server
+//     ([Image] Upstream). [InventoryFunc] plugs in anything else.
 //   - [PXELinux] serves per-machine PXELINUX configurations from an
 //     Inventory under the names PXELINUX tries, in its lookup order
 //     (UUID, 01-MAC, hex address, default; see pxe.PXELinuxPaths), for

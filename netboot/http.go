@@ -2,6 +2,7 @@ package netboot
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,10 @@ type HTTPHandler struct {
 	// slash, e.g. "http://10.0.0.1:8080". "" means "http://" + the request's
 	// Host header.
 	BaseURL string
+	// Client fetches Image.Upstream images. nil means http.DefaultClient,
+	// which has no overall timeout: a large initrd may take minutes, and
+	// the machine's request ends the fetch when the machine goes away.
+	Client *http.Client
 	// Tracker, when set, records script, kernel, initrd and done phases.
 	Tracker *Tracker
 	// Observer, when set, is told about every request.
@@ -221,7 +226,7 @@ func imageName(img Image) string {
 	}
 	src := img.Path
 	if src == "" {
-		src = img.URL
+		src = cmp.Or(img.Upstream, img.URL)
 		if u, err := url.Parse(src); err == nil {
 			src = u.Path
 		}
@@ -233,7 +238,8 @@ func imageName(img Image) string {
 }
 
 // BootSpecFor returns the ipxe.BootSpec that boots b on machine m from the
-// server at base: kernel and initrd URLs (the server's own for Path images),
+// server at base: kernel and initrd URLs (the server's own for Path and
+// Upstream images),
 // image names, and the command line.
 func BootSpecFor(base string, m *Machine, b *Boot) ipxe.BootSpec {
 	spec := ipxe.BootSpec{Kernel: imageURL(base, m, b.Kernel, "kernel"), Args: b.Args}
@@ -332,6 +338,19 @@ func (h *HTTPHandler) serveImage(w http.ResponseWriter, r *http.Request) error {
 	default:
 		http.NotFound(w, r)
 		return fmt.Errorf("%w: %s", fs.ErrNotExist, r.URL.Path)
+	}
+	if img.Upstream != "" {
+		if h.Tracker != nil && r.Method == http.MethodGet {
+			h.Tracker.Mark(m.MAC, m.IP, b.Profile, phase)
+		}
+		n, err := h.proxyImage(w, r, img.Upstream)
+		attrs := []any{"mac", m.MAC.String(), "profile", b.Profile, "upstream", redactURL(img.Upstream), "bytes", n, "range", r.Header.Get("Range")}
+		if err != nil {
+			h.log().Error("http: "+string(phase)+" from upstream failed", append(attrs, "err", err)...)
+			return err
+		}
+		h.log().Info("http: "+string(phase), attrs...)
+		return nil
 	}
 	if img.Path == "" {
 		http.NotFound(w, r)

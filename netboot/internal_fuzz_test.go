@@ -3,6 +3,10 @@ package netboot
 import (
 	"bytes"
 	"encoding/binary"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -64,5 +68,55 @@ func FuzzCanonicalRequest(f *testing.F) {
 		if req.timeout != 0 {
 			assert.True(t, ownSender && req.timeout >= time.Second && req.timeout <= maxClientTimeout*time.Second, "timeout %v", req.timeout)
 		}
+	})
+}
+
+// FuzzPixiecoreAPIResponse feeds API answers to the parser: it never
+// panics, and what it accepts names each image one way (a server-fetched
+// http(s) URL, or a regular file under FileRoot) and renders as a boot
+// script.
+func FuzzPixiecoreAPIResponse(f *testing.F) {
+	root, err := filepath.EvalSymlinks(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "k"), []byte("kernel"), 0o644); err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(`{"kernel":"/files/k","initrd":["http://10.0.0.9/i1","i2"],"cmdline":"console=ttyS0 quiet","message":"hello"}`))
+	f.Add([]byte(`{"kernel":"file://` + root + `/k","initrd":["file:///etc/passwd"]}`))
+	f.Add([]byte(`{"kernel":"https://x/k","cmdline":"a={{ URL \"https://x/c\" }}"}`))
+	f.Add([]byte(`{"kernel":"file://` + root + `/../k","cmdline":"a=\"b c\" d"}`))
+	f.Add([]byte(`{"kernel":"ftp://x/k","message":"a\nb"}`))
+	from, err := url.Parse("http://api.example:8081/v1/boot/52:54:00:00:00:01")
+	if err != nil {
+		f.Fatal(err)
+	}
+	p := &PixiecoreAPI{FileRoot: root}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b, err := p.parseResponse(body, from)
+		if err != nil {
+			require.ErrorIs(t, err, ErrBackend)
+			return
+		}
+		for _, img := range append([]Image{b.Kernel}, b.Initrds...) {
+			switch {
+			case img.Upstream != "":
+				assert.Empty(t, img.URL+img.Path)
+				u, err := url.Parse(img.Upstream)
+				require.NoError(t, err)
+				assert.Contains(t, []string{"http", "https"}, u.Scheme)
+			case img.Path != "":
+				assert.Empty(t, img.URL)
+				rel, err := filepath.Rel(root, img.Path)
+				require.NoError(t, err)
+				assert.True(t, filepath.IsLocal(rel), "%s outside %s", img.Path, root)
+			default:
+				t.Fatalf("image with neither Upstream nor Path: %+v", img)
+			}
+		}
+		m := &Machine{MAC: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 1}}
+		_, err = MachineScript("http://10.0.0.1", m, b)
+		require.NoError(t, err)
 	})
 }

@@ -51,13 +51,20 @@ func (m *Machine) Facts() map[string]string {
 type Image struct {
 	// Name is the image name in the iPXE script (initrd --name, and the
 	// initrd=<name> kernel argument EFI needs). "" means the last element of
-	// Path or URL.
+	// Path, Upstream or URL. An image sets one of URL, Path and Upstream.
 	Name string
 	// URL is an absolute http:// URL the machine fetches directly.
 	URL string
 	// Path is a file on the server's disk, served by HTTPHandler under the
 	// machine's own URL. It comes from the inventory, never from a client.
 	Path string
+	// Upstream is an http:// or https:// URL the server fetches and streams
+	// to the machine under the machine's own URL, for images the machine
+	// cannot or should not reach itself: another network, HTTPS, a server
+	// that wants credentials (see HTTPHandler.Client). Range and conditional
+	// requests are passed on. Like Path it comes from the inventory, never
+	// from a client, so the server is no open proxy.
+	Upstream string
 	// Append, with Path, is appended when the file is served: typically a
 	// per-machine initrd segment (keys, host name, network configuration)
 	// after a shared initrd. The file is padded with NULs to a multiple of

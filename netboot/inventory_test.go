@@ -219,16 +219,30 @@ func TestPixiecoreAPI(t *testing.T) {
 
 	b, err := p.Boot(t.Context(), m1)
 	require.NoError(t, err)
-	assert.Equal(t, api.URL+"/files/k", b.Kernel.URL)
+	assert.Equal(t, api.URL+"/files/k", b.Kernel.Upstream)
 	require.Len(t, b.Initrds, 2)
-	assert.Equal(t, "http://10.0.0.9/i1", b.Initrds[0].URL)
-	assert.Equal(t, api.URL+"/v1/boot/i2", b.Initrds[1].URL)
+	assert.Equal(t, "http://10.0.0.9/i1", b.Initrds[0].Upstream)
+	assert.Equal(t, api.URL+"/v1/boot/i2", b.Initrds[1].Upstream)
 	assert.Equal(t, "console=ttyS0 quiet", b.Args.String())
 	assert.Equal(t, "hello there", b.Message)
 
+	// The machine fetches everything from the server, which fetches from
+	// the API's URLs.
 	script, err := netboot.MachineScript("http://10.0.0.1", m1, b)
 	require.NoError(t, err)
-	assert.Contains(t, string(script), "kernel "+api.URL+"/files/k console=ttyS0 quiet initrd=initrd0 initrd=initrd1\n")
+	assert.Contains(t, string(script), "kernel http://10.0.0.1/m/52:54:00:00:00:01/kernel console=ttyS0 quiet initrd=initrd0 initrd=initrd1\n")
+	assert.Contains(t, string(script), "initrd --name initrd1 http://10.0.0.1/m/52:54:00:00:00:01/initrd/1\n")
+	assert.NotContains(t, string(script), api.URL)
+
+	t.Run("direct", func(t *testing.T) {
+		direct := &netboot.PixiecoreAPI{BaseURL: api.URL, Direct: true}
+		b, err := direct.Boot(t.Context(), m1)
+		require.NoError(t, err)
+		assert.Equal(t, api.URL+"/files/k", b.Kernel.URL)
+		script, err := netboot.MachineScript("http://10.0.0.1", m1, b)
+		require.NoError(t, err)
+		assert.Contains(t, string(script), "kernel "+api.URL+"/files/k console=ttyS0 quiet initrd=initrd0 initrd=initrd1\n")
+	})
 
 	t.Run("cached", func(t *testing.T) {
 		before := calls.Load()
@@ -255,7 +269,7 @@ func TestPixiecoreAPI(t *testing.T) {
 		start := time.Now()
 		b, err := stale.Boot(t.Context(), m1)
 		require.NoError(t, err)
-		assert.Equal(t, api.URL+"/files/k", b.Kernel.URL)
+		assert.Equal(t, api.URL+"/files/k", b.Kernel.Upstream)
 		assert.Less(t, time.Since(start), 5*time.Second, "waited for the slow backend")
 
 		_, err = stale.Boot(t.Context(), &netboot.Machine{MAC: mustMAC(t, "52:54:00:00:00:07")})
@@ -382,6 +396,6 @@ func TestPixiecoreAPILateAnswer(t *testing.T) {
 	defer cancel()
 	b, err := p.Boot(ctx, m)
 	require.NoError(t, err)
-	assert.Equal(t, api.URL+"/k", b.Kernel.URL)
+	assert.Equal(t, api.URL+"/k", b.Kernel.Upstream)
 	assert.Equal(t, int32(1), calls.Load(), "one backend call for all five tries")
 }

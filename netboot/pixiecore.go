@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -32,7 +34,15 @@ const (
 //	{"kernel": "URL", "initrd": ["URL", ...], "cmdline": "...", "message": "..."}
 //
 // or 404 for a machine that must not boot. URLs may be relative to the API
-// URL. Machines fetch kernel and initrds from those URLs directly.
+// URL. As pixiecore does, the server fetches the kernel and initrds itself
+// and streams them to the machine under the machine's own URL
+// (Image.Upstream, served by HTTPHandler): the machine needs to reach only
+// this server, and the API's URLs may be HTTPS or reachable from the server
+// alone. Set Direct to have machines fetch them from the API's URLs
+// instead. file:// URLs name files on the server's disk, under FileRoot
+// only. Pixiecore's cmdline template functions ({{ URL "..." }}) are not
+// supported: such an answer is refused with ErrBackend, not booted with
+// the braces in the command line.
 //
 // A slow backend must never stall a boot: each call is bounded by Timeout,
 // answers are cached for CacheTTL, and when the backend fails or times out a
@@ -50,6 +60,16 @@ type PixiecoreAPI struct {
 	Timeout  time.Duration // per backend call; 0 means DefaultAPITimeout
 	CacheTTL time.Duration // 0 means DefaultAPICacheTTL
 	Logger   *slog.Logger  // nil discards
+	// Direct makes machines fetch kernels and initrds from the API's
+	// http:// URLs themselves (Image.URL) instead of through the server
+	// (Image.Upstream). https:// URLs are refused then: iPXE builds
+	// without HTTPS support are common.
+	Direct bool
+	// FileRoot, when set, lets the API name files on the server's disk with
+	// file:// URLs, as pixiecore allows. Only regular files under FileRoot
+	// (after resolving symbolic links) are served, so an answer cannot
+	// reach the rest of the disk. "" refuses file:// URLs.
+	FileRoot string
 
 	mu       sync.Mutex
 	cache    map[string]apiEntry
@@ -177,26 +197,38 @@ func (p *PixiecoreAPI) fetch(ctx context.Context, mac string) (*Boot, error) {
 	if len(body) > maxAPIResponse {
 		return nil, fmt.Errorf("%w: GET %s: response larger than %d bytes", ErrBackend, u, maxAPIResponse)
 	}
-	return parseAPIResponse(body, u)
+	return p.parseResponse(body, u)
 }
 
-// parseAPIResponse turns a pixiecore API answer into a Boot, resolving URLs
+// parseResponse turns a pixiecore API answer into a Boot, resolving URLs
 // against the request URL.
-func parseAPIResponse(body []byte, from *url.URL) (*Boot, error) {
+func (p *PixiecoreAPI) parseResponse(body []byte, from *url.URL) (*Boot, error) {
 	var r apiResponse
 	if err := json.Unmarshal(body, &r); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrBackend, from, err)
 	}
+	if strings.Contains(r.Cmdline, "{{") {
+		return nil, fmt.Errorf("%w: %s: cmdline %q uses pixiecore's template functions, which are not supported", ErrBackend, from, short(r.Cmdline))
+	}
 	resolve := func(field, s string) (Image, error) {
 		ref, err := url.Parse(s)
 		if err != nil || s == "" {
-			return Image{}, fmt.Errorf("%w: %s: %s %q is not a URL", ErrBackend, from, field, s)
+			return Image{}, fmt.Errorf("%w: %s: %s %q is not a URL", ErrBackend, from, field, short(s))
 		}
 		abs := from.ResolveReference(ref)
-		if abs.Scheme != "http" && abs.Scheme != "https" {
-			return Image{}, fmt.Errorf("%w: %s: %s %q is not an http URL", ErrBackend, from, field, s)
+		switch {
+		case abs.Scheme == "file":
+			path, err := p.localFile(abs)
+			if err != nil {
+				return Image{}, fmt.Errorf("%w: %s: %s: %w", ErrBackend, from, field, err)
+			}
+			return Image{Path: path}, nil
+		case abs.Scheme == "http" && p.Direct:
+			return Image{URL: abs.String()}, nil
+		case (abs.Scheme == "http" || abs.Scheme == "https") && !p.Direct:
+			return Image{Upstream: abs.String()}, nil
 		}
-		return Image{URL: abs.String()}, nil
+		return Image{}, fmt.Errorf("%w: %s: %s %q is not an http URL", ErrBackend, from, field, short(s))
 	}
 	k, err := resolve("kernel", r.Kernel)
 	if err != nil {
@@ -223,4 +255,44 @@ func parseAPIResponse(body []byte, from *url.URL) (*Boot, error) {
 		}
 	}
 	return b, nil
+}
+
+// localFile is the file a file:// URL names, with symbolic links resolved,
+// if it is a regular file under FileRoot.
+func (p *PixiecoreAPI) localFile(u *url.URL) (string, error) {
+	if p.FileRoot == "" {
+		return "", fmt.Errorf("file URL %q: PixiecoreAPI.FileRoot is not set", short(u.String()))
+	}
+	if u.Host != "" && u.Host != "localhost" {
+		return "", fmt.Errorf("file URL %q names another host", short(u.String()))
+	}
+	root, err := filepath.EvalSymlinks(p.FileRoot)
+	if err != nil {
+		return "", fmt.Errorf("FileRoot: %w", err)
+	}
+	path, err := filepath.EvalSymlinks(filepath.FromSlash(u.Path))
+	if err != nil {
+		return "", err
+	}
+	rel, err := filepath.Rel(root, path)
+	if err != nil || !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("file URL %q is outside FileRoot %s", short(u.String()), p.FileRoot)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("file URL %q is not a regular file", short(u.String()))
+	}
+	return path, nil
+}
+
+// short cuts an API-supplied string for an error message.
+func short(s string) string {
+	const limit = 120
+	if len(s) <= limit {
+		return s
+	}
+	return s[:limit] + "..."
 }

@@ -89,6 +89,9 @@ type Server struct {
 	// read or not. 0 means DefaultHTTPStallTimeout; negative leaves the
 	// kernel's behaviour.
 	HTTPStallTimeout time.Duration
+	// HTTPClient fetches the images the Inventory names by Image.Upstream
+	// (HTTPHandler.Client); nil means http.DefaultClient.
+	HTTPClient *http.Client
 
 	// TFTPConn is the TFTP socket. nil disables TFTP. Serve closes it.
 	TFTPConn net.PacketConn
@@ -291,7 +294,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		})
 	}
 	if s.HTTPListener != nil {
-		h := &HTTPHandler{Inventory: s.Inventory, Files: s.Files, BaseURL: s.HTTPURL, Tracker: tracker, Observer: observer, Logger: log}
+		h := &HTTPHandler{Inventory: s.Inventory, Files: s.Files, BaseURL: s.HTTPURL, Client: s.HTTPClient, Tracker: tracker, Observer: observer, Logger: log}
 		// Routed by hand, not with http.ServeMux: the mux answers paths such
 		// as "//ipxe.efi" with a redirect, which some UEFI firmware cannot
 		// follow; HTTPHandler cleans names itself.
