@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -261,5 +262,48 @@ func TestDHCPFlags(t *testing.T) {
 	} {
 		_, err := with(c.set)
 		assert.ErrorContains(t, err, c.want)
+	}
+}
+
+// TestAPIFlag: with -api, a pixiecore API server decides, and the machine
+// gets the kernel it names from netbootd's own URL, byte for byte; the
+// API's file server is never the machine's business.
+func TestAPIFlag(t *testing.T) {
+	kernel := []byte(strings.Repeat("not really a kernel ", 50_000))
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/boot/52:54:00:12:34:56":
+			io.WriteString(w, `{"kernel":"/files/kernel","cmdline":"console=ttyS0"}`)
+		case "/files/kernel":
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(kernel))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer api.Close()
+	httpAddr := freeAddr(t, "tcp")
+	o, err := parseFlags([]string{"-api", api.URL, "-http", httpAddr, "-tftp", "", "-loaders", t.TempDir()})
+	require.NoError(t, err)
+	base := "http://" + httpAddr
+	serve(t, o, base+"/boot.ipxe")
+	code, script := get(t, base+"/boot.ipxe?mac=52:54:00:12:34:56&arch=x86_64")
+	require.Equal(t, http.StatusOK, code, script)
+	kernelURL := base + "/m/52:54:00:12:34:56/kernel?arch=x86_64"
+	assert.Contains(t, script, "kernel "+kernelURL+" console=ttyS0\n")
+	assert.NotContains(t, script, api.URL)
+	code, got := get(t, kernelURL)
+	require.Equal(t, http.StatusOK, code)
+	assert.True(t, string(kernel) == got, "%d bytes of %d, content differs", len(got), len(kernel))
+	code, _ = get(t, base+"/boot.ipxe?mac=52:54:00:00:00:99&arch=x86_64")
+	assert.NotEqual(t, http.StatusOK, code, "a machine the API does not know")
+
+	for _, args := range [][]string{
+		{"-api", api.URL, "-inventory", "inv.json"},
+		{"-api-files", "/srv"},
+		{"-api", "ftp://x"},
+	} {
+		o, err := parseFlags(args)
+		require.NoError(t, err)
+		assert.Error(t, run(context.Background(), o, slog.New(slog.DiscardHandler)), "%v", args)
 	}
 }

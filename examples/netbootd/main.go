@@ -5,6 +5,7 @@
 //
 //	go run ./examples/netbootd                      # safe demo on loopback, DHCP off
 //	go run ./examples/netbootd -inventory inv.json  # your machines
+//	go run ./examples/netbootd -api http://127.0.0.1:8081  # a pixiecore API server decides
 //	go run ./examples/netbootd -interface br0 -dhcp proxy -http 0.0.0.0:8080 -tftp 0.0.0.0:69
 //
 // Run with no arguments it answers no DHCP and listens only on loopback
@@ -41,6 +42,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -56,6 +58,9 @@ import (
 
 type options struct {
 	inventory  string
+	api        string
+	apiFiles   string
+	apiDirect  bool
 	httpAddr   string
 	adminAddr  string
 	httpURL    string
@@ -106,6 +111,9 @@ func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("netbootd", flag.ContinueOnError)
 	fs.StringVar(&o.inventory, "inventory", "", "JSON inventory file (reloaded when it changes); empty serves the built-in demo profile")
+	fs.StringVar(&o.api, "api", "", "pixiecore API-mode server URL to ask about every machine (GET URL/v1/boot/MAC), instead of -inventory; the kernel and initrds it names are streamed to machines through this server")
+	fs.StringVar(&o.apiFiles, "api-files", "", "with -api: directory whose files the API may name with file:// URLs (default: none)")
+	fs.BoolVar(&o.apiDirect, "api-direct", false, "with -api: machines fetch the API's http:// URLs themselves instead of through this server")
 	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8069", "HTTP listen address; empty disables HTTP")
 	fs.StringVar(&o.adminAddr, "admin", "", "listen address for "+netboot.StatePath+" and "+netboot.MetricsPath+" alone (say 127.0.0.1:9069), so the boot port does not serve them; empty serves them on -http")
 	fs.StringVar(&o.httpURL, "url", "", "base URL machines reach the HTTP server at (default: from each request's Host, or the listen address)")
@@ -149,7 +157,20 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	// Inventory: the file, or the demo profile.
 	var watch func(context.Context) error
 	var summary []string
-	if o.inventory != "" {
+	if o.api != "" && o.inventory != "" {
+		return errors.New("-api and -inventory both decide what machines boot: choose one")
+	}
+	if (o.apiFiles != "" || o.apiDirect) && o.api == "" {
+		return errors.New("-api-files and -api-direct need -api")
+	}
+	if o.api != "" {
+		u, err := url.Parse(o.api)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("-api %q is not an http:// or https:// URL", o.api)
+		}
+		s.Inventory = &netboot.PixiecoreAPI{BaseURL: o.api, FileRoot: o.apiFiles, Direct: o.apiDirect, Logger: log}
+		summary = append(summary, "inventory  pixiecore API "+o.api)
+	} else if o.inventory != "" {
 		fi := &netboot.FileInventory{Path: o.inventory, Logger: log}
 		if err := fi.Load(); err != nil {
 			return err
