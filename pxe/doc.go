@@ -20,7 +20,11 @@
 //  4. Serve: [Server] runs full DHCP or proxyDHCP (plus the PXE boot server
 //     on port 4011) on one interface, with its own exclusive socket
 //     ([ListenPacket]), bounded concurrency, MAC allow and deny lists and
-//     crash-safe lease storage.
+//     crash-safe lease storage. [Server6] is its DHCPv6 counterpart for
+//     UEFI PXE, UEFI HTTP boot and iPXE over IPv6 ([ListenPacket6]): it
+//     gives addresses from a prefix, derived from each client's DUID and
+//     IAID so they survive a restart without a lease file, and option 59
+//     from the same Policy.
 //
 // [RenderPXELinux] and [PXELinuxPaths] cover PXELINUX: its configuration
 // file and the names it looks up (UUID, 01-MAC, hex IP shortened one digit

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"time"
@@ -111,6 +112,24 @@ func ExampleServer() {
 		},
 		Policy:    pxe.Loaders{ScriptURL: "http://10.0.0.1/boot.ipxe"},
 		LeaseFile: "/var/lib/nixboot/leases.json",
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	}
+	if err := s.Serve(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+}
+
+// A DHCPv6 server beside it on the same link: UEFI firmware gets ipxe.efi
+// over TFTP (tftp://[fd00:77::1]/ipxe.efi), iPXE the script. A router or
+// radvd must announce the prefix.
+func ExampleServer6() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	s := &pxe.Server6{
+		Interface: "eth1",
+		ServerIP:  net.ParseIP("fd00:77::1"),
+		Prefix:    netip.MustParsePrefix("fd00:77::/64"),
+		Policy:    pxe.Loaders{ScriptURL: "http://[fd00:77::1]/boot.ipxe"},
 		Logger:    slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	}
 	if err := s.Serve(ctx); err != nil {

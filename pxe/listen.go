@@ -1,6 +1,9 @@
 package pxe
 
-import "net"
+import (
+	"fmt"
+	"net"
+)
 
 // recvBuffer is the receive buffer ListenPacket asks for.
 const recvBuffer = 1 << 20
@@ -26,4 +29,23 @@ const recvBuffer = 1 << 20
 // with SO_RCVBUF, capped by the system.
 func ListenPacket(ifname string, port int) (*net.UDPConn, error) {
 	return listenPacket(ifname, port)
+}
+
+// AllDHCPRelayAgentsAndServers is ff02::1:2, where DHCPv6 clients send
+// (RFC 8415 section 7.1).
+var AllDHCPRelayAgentsAndServers = net.ParseIP("ff02::1:2")
+
+// ListenPacket6 opens the socket a DHCPv6 server needs on the device
+// ifname: [::]:547 (IPv6 only), bound to the device with SO_BINDTODEVICE
+// (Linux, needs CAP_NET_RAW), joined to ff02::1:2 there. As with
+// ListenPacket, no SO_REUSEADDR: a second server on the same device fails
+// with "address already in use". On other systems the socket is not bound
+// to the device but still joins the group on it. The socket is created in
+// the caller's network namespace.
+func ListenPacket6(ifname string) (*net.UDPConn, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("pxe: DHCPv6 socket: %w", err)
+	}
+	return listenPacket6(ifi)
 }

@@ -42,3 +42,36 @@ func listenPacket(ifname string, port int) (*net.UDPConn, error) {
 	}
 	return pc.(*net.UDPConn), nil
 }
+
+// listenPacket6 is ListenPacket6 on Linux.
+func listenPacket6(ifi *net.Interface) (*net.UDPConn, error) {
+	const port = 547
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, fmt.Errorf("pxe: UDP6 socket for %s: %w", ifi.Name, err)
+	}
+	f := os.NewFile(uintptr(fd), fmt.Sprintf("udp6:%s:%d", ifi.Name, port))
+	defer f.Close()
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+		return nil, fmt.Errorf("pxe: IPV6_V6ONLY on %s: %w", ifi.Name, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, recvBuffer); err != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, recvBuffer)
+	}
+	if err := unix.BindToDevice(fd, ifi.Name); err != nil {
+		return nil, fmt.Errorf("pxe: bind to device %s: %w", ifi.Name, err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet6{Port: port}); err != nil {
+		return nil, fmt.Errorf("pxe: bind [::]:%d on %q: %w", port, ifi.Name, err)
+	}
+	mreq := &unix.IPv6Mreq{Interface: uint32(ifi.Index)}
+	copy(mreq.Multiaddr[:], AllDHCPRelayAgentsAndServers.To16())
+	if err := unix.SetsockoptIPv6Mreq(fd, unix.IPPROTO_IPV6, unix.IPV6_JOIN_GROUP, mreq); err != nil {
+		return nil, fmt.Errorf("pxe: join ff02::1:2 on %s: %w", ifi.Name, err)
+	}
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("pxe: socket for %s: %w", ifi.Name, err)
+	}
+	return pc.(*net.UDPConn), nil
+}

@@ -1,0 +1,127 @@
+//go:build linux
+
+package pxe_test
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv6"
+	"github.com/insomniacslk/dhcp/iana"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nixboot/nixboot/internal/testenv"
+	"github.com/nixboot/nixboot/pxe"
+)
+
+// serve6 runs s in the server namespace on a socket bound to the veth,
+// with fd00:77::1/64 on it, until the returned stop is called or the test
+// ends.
+func (tn *testNet) serve6(t *testing.T, s *pxe.Server6) (stop func()) {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", tn.srvNS, "addr", "replace", "fd00:77::1/64", "dev", tn.srvIf, "nodad").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	err = inNetns(tn.srvNS, func() error {
+		c, err := pxe.ListenPacket6(tn.srvIf)
+		s.Conn = c
+		return err
+	})
+	require.NoError(t, err)
+	s.ServerIP = net.ParseIP("fd00:77::1")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("Serve6 did not return")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitLinkLocal waits until the client end's link-local address has passed
+// duplicate address detection: DHCPv6 clients send from it.
+func (tn *testNet) waitLinkLocal(t *testing.T) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		out, err := exec.Command("ip", "-n", tn.cliNS, "-6", "addr", "show", "dev", tn.cliIf).CombinedOutput()
+		return err == nil && strings.Contains(string(out), "fe80::") && !strings.Contains(string(out), "tentative")
+	}, 10*time.Second, 50*time.Millisecond)
+}
+
+// dhclient -6 (ISC) gets an address from the prefix and the DNS server;
+// after the server restarts, a client with the same DUID gets the same
+// address again, with no lease file on the server.
+func TestDhclient6(t *testing.T) {
+	dhclient := testenv.Command(t, "dhclient")
+	tn := newTestNet(t)
+	tn.setClientMAC(t, net.HardwareAddr{0x02, 0, 0, 0, 0x77, 6})
+	tn.waitLinkLocal(t)
+	newServer := func() *pxe.Server6 {
+		return &pxe.Server6{
+			Interface: tn.srvIf,
+			ServerID:  &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{0x02, 0, 0, 0, 0x77, 1}},
+			Prefix:    netip.MustParsePrefix("fd00:77::/64"),
+			DNS:       []net.IP{net.ParseIP("fd00:77::53")},
+		}
+	}
+	dir := t.TempDir()
+	script := filepath.Join(dir, "script")
+	require.NoError(t, os.WriteFile(script, []byte("#!/bin/sh\nenv > "+dir+"/env.$reason\nexit 0\n"), 0o755))
+	// run gets a lease with a fresh lease file and returns dhclient's view
+	// of it; the daemon it leaves behind is stopped first.
+	run := func(t *testing.T, n int) map[string]string {
+		t.Helper()
+		pid := filepath.Join(dir, "pid")
+		lease := filepath.Join(dir, "lease"+strconv.Itoa(n))
+		out, err := tn.client(t, 60*time.Second, dhclient, "-6", "-1", "-v", "-D", "LL", "-sf", script,
+			"-lf", lease, "-pf", pid, tn.cliIf)
+		if b, err := os.ReadFile(pid); err == nil {
+			if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				_ = exec.Command("kill", strconv.Itoa(p)).Run()
+			}
+		}
+		require.NoError(t, err, "%s", out)
+		b, err := os.ReadFile(filepath.Join(dir, "env.BOUND6"))
+		require.NoError(t, err, "dhclient output:\n%s", out)
+		require.NoError(t, os.Remove(filepath.Join(dir, "env.BOUND6")))
+		env := map[string]string{}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok {
+				env[k] = v
+			}
+		}
+		return env
+	}
+	stop := tn.serve6(t, newServer())
+	env := run(t, 1)
+	addr, err := netip.ParseAddr(env["new_ip6_address"])
+	require.NoError(t, err, "%v", env)
+	assert.True(t, netip.MustParsePrefix("fd00:77::/64").Contains(addr), addr)
+	assert.Equal(t, "fd00:77::53", strings.TrimSpace(env["new_dhcp6_name_servers"]))
+	t.Logf("dhclient got %s", addr)
+
+	stop()
+	tn.serve6(t, newServer())
+	env = run(t, 2)
+	assert.Equal(t, addr.String(), env["new_ip6_address"], "the same client after a server restart")
+}
