@@ -239,3 +239,28 @@ func TestTwoMachinesAndUnknown(t *testing.T) {
 	assert.Empty(t, logLines(srv, "http: boot script", mac))
 	assert.Empty(t, logLines(srv, "http: kernel", mac))
 }
+
+// Scenario 2 over IPv6: OVMF's own PXEv6 gets an address and the boot file
+// URL tftp://[fd00:6e62::1]/snponly.efi from nixboot's DHCPv6 server
+// (pxe.Server6) and loads snponly.efi over nixboot's TFTP on IPv6; iPXE
+// then boots the machine's profile as in scenario 2.
+func TestUEFIPXEv6(t *testing.T) {
+	e := newEnv(t)
+	e.addFile("snponly.efi", "/usr/lib/ipxe/snponly.efi")
+	m := machine{
+		name: "uefi-pxe6", mac: newMAC(7), token: "s2v6-" + e.net.Name,
+		fw: vmtest.OVMF, noROM: true, extra: vmtest.OVMFPXEv6First,
+	}
+	srv := e.serve(vmtest.Nixboot{Inventory: e.inventory(m), DHCPv6: true})
+	e.boot(m)
+	boot := logLines(srv, "DHCPv6 boot", m.mac.String())
+	require.NotEmpty(t, boot, "no DHCPv6 boot decision for %s in the server's log", m.mac)
+	assert.Contains(t, boot[0], "url=tftp://[fd00:6e62::1]/snponly.efi")
+	sent := logLines(srv, "tftp: sent", "file=snponly.efi", "fd00:6e62::")
+	require.NotEmpty(t, sent, "no TFTP transfer of snponly.efi over IPv6 in the server's log")
+	for _, l := range logLines(srv, "") {
+		if strings.Contains(l, "DHCPv6") || strings.Contains(l, "tftp") {
+			t.Log(l)
+		}
+	}
+}

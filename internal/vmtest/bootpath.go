@@ -27,6 +27,10 @@ type BootPath struct {
 // fails: the tests are about v4.
 var OVMFNoPXEv6 = []string{"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no"}
 
+// OVMFPXEv6First turns off OVMF's PXEv4, so that PXEv6 is its first
+// network boot option.
+var OVMFPXEv6First = []string{"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no"}
+
 // The boot paths of e2e scenarios 1, 2 and 4, which bench/boot times.
 var (
 	// BIOSiPXE is SeaBIOS with QEMU's iPXE NIC ROM (scenario 1).

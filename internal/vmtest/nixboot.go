@@ -10,9 +10,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv6"
+	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/nixboot/nixboot/netboot"
 	"github.com/nixboot/nixboot/pxe"
@@ -48,12 +52,23 @@ type Nixboot struct {
 	// per-machine configurations over TFTP, kernels and initrds over HTTP
 	// (for lpxelinux.0).
 	PXELinux bool
+	// DHCPv6 also serves IPv6 on the bridge: the address IPv6Server
+	// (IPv6Prefix), pxe.Server6 giving addresses from IPv6Prefix and the
+	// Loaders' loader as tftp://[IPv6Server]/<loader>, and a second TFTP
+	// server with the same files on [IPv6Server]:69.
+	DHCPv6 bool
 
 	// Set by Net.Nixboot.
 	Bridge string
 	IP     string
 	Prefix int
 }
+
+// The IPv6 network of a Nixboot with DHCPv6: a unique local prefix.
+var (
+	IPv6Prefix = netip.MustParsePrefix("fd00:6e62::/64")
+	IPv6Server = netip.MustParseAddr("fd00:6e62::1")
+)
 
 // PXELinuxMenuTitle is the MENU TITLE of pxelinux configurations the
 // nixboot role renders; the machine's MAC follows it.
@@ -147,8 +162,72 @@ func RunNixboot(ctx context.Context, config []byte, ready func()) error {
 			s.DHCPBootConn = bc
 		}
 	}
+	var serve6 func(ctx context.Context) error
+	if nb.DHCPv6 {
+		if serve6, err = dhcpv6Parts(nb, s, base, log); err != nil {
+			s.HTTPListener.Close()
+			s.TFTPConn.Close()
+			if s.DHCPConn != nil {
+				s.DHCPConn.Close()
+			}
+			return err
+		}
+	}
 	ready()
-	return s.Serve(ctx)
+	if serve6 == nil {
+		return s.Serve(ctx)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- s.Serve(ctx) }()
+	go func() { errc <- serve6(ctx) }()
+	err = <-errc
+	cancel()
+	return errors.Join(err, <-errc)
+}
+
+// dhcpv6Parts sets up Nixboot.DHCPv6 (see there) and returns what serves
+// it: pxe.Server6 and the IPv6 TFTP server, until ctx ends.
+func dhcpv6Parts(nb Nixboot, s *netboot.Server, base string, log *slog.Logger) (func(ctx context.Context) error, error) {
+	out, err := exec.Command("ip", "-6", "addr", "add", netip.PrefixFrom(IPv6Server, IPv6Prefix.Bits()).String(),
+		"dev", nb.Bridge, "nodad").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("vmtest: IPv6 address on %s: %w: %s", nb.Bridge, err, out)
+	}
+	loaders := nb.Loaders
+	if loaders.ScriptURL == "" {
+		loaders.ScriptURL = base + netboot.ScriptPath
+	}
+	ifi, err := net.InterfaceByName(nb.Bridge)
+	if err != nil {
+		return nil, err
+	}
+	c6, err := pxe.ListenPacket6(nb.Bridge)
+	if err != nil {
+		return nil, err
+	}
+	d6 := &pxe.Server6{
+		Interface: nb.Bridge, Conn: c6, ServerIP: IPv6Server.AsSlice(), Prefix: IPv6Prefix,
+		ServerID: &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: ifi.HardwareAddr},
+		Policy:   loaders, Logger: log,
+	}
+	t6, err := net.ListenPacket("udp6", net.JoinHostPort(IPv6Server.String(), "69"))
+	if err != nil {
+		c6.Close()
+		return nil, err
+	}
+	tftp6 := &netboot.TFTPServer{Conn: t6, Files: s.Files, Logger: log}
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		errc := make(chan error, 2)
+		go func() { errc <- d6.Serve(ctx) }()
+		go func() { errc <- tftp6.Serve(ctx) }()
+		err := <-errc
+		cancel() // one failed: stop the other
+		return errors.Join(err, <-errc)
+	}, nil
 }
 
 // PXELinuxSource serves what PXELINUX asks for after pxelinux.0 and its
