@@ -8,7 +8,7 @@
 //   - [github.com/nixboot/nixboot/pxe] recognises network-boot clients in DHCP
 //     requests (firmware architecture, iPXE, UEFI HTTP boot), decides what each
 //     one boots, builds the DHCP replies (full DHCP and proxyDHCP) and serves
-//     them; it also renders pxelinux configuration and computes the file names
+//     them, and serves DHCPv6 for firmware booting over IPv6; it also renders pxelinux configuration and computes the file names
 //     PXELINUX looks up.
 //   - [github.com/nixboot/nixboot/ipxe] models iPXE scripts, renders them so
 //     that no value can inject a command, and parses the subset that NixOS and

@@ -95,6 +95,10 @@ type Server struct {
 
 	// TFTPConn is the TFTP socket. nil disables TFTP. Serve closes it.
 	TFTPConn net.PacketConn
+	// TFTPConn6 is a second TFTP socket serving the same files, usually
+	// on [ServerIP6]:69 for IPv6 firmware when TFTPConn is an IPv4 one.
+	// nil serves none. Serve closes it.
+	TFTPConn6 net.PacketConn
 	// TFTPBlockSize caps TFTP block sizes; 0 means DefaultTFTPBlockSize.
 	TFTPBlockSize int
 	// TFTPMaxTransfers caps concurrent TFTP transfers; 0 means
@@ -123,6 +127,22 @@ type Server struct {
 	// ServerIP is this server's address on the boot network: DHCP option
 	// 54 and next-server. Required when DHCP is on.
 	ServerIP net.IP
+	// DHCPv6 also serves DHCPv6 on DHCPInterface (pxe.Server6), with the
+	// same boot decisions, allow and deny lists as DHCPv4: UEFI PXE over
+	// IPv6 gets its loader as tftp://[ServerIP6]/<loader> (serve it with
+	// TFTPConn6), UEFI HTTP boot and iPXE the HTTP URLs DHCPv4 gives, so
+	// the machine must reach HTTPURL too. It is independent of DHCP.
+	DHCPv6 bool
+	// DHCPv6Prefix holds the addresses DHCPv6 gives out (see
+	// pxe.Server6.Prefix); the zero value gives none, for links where
+	// another server assigns IPv6 addresses.
+	DHCPv6Prefix netip.Prefix
+	// ServerIP6 is this server's IPv6 address on the boot network.
+	// Required with DHCPv6.
+	ServerIP6 net.IP
+	// DHCPv6Conn is the DHCPv6 socket (547); nil makes pxe open it on
+	// DHCPInterface (pxe.ListenPacket6). Serve closes it.
+	DHCPv6Conn net.PacketConn
 	// DHCPNetwork is the subnet, pool and options for DHCPFull.
 	DHCPNetwork *pxe.Network
 	// LeaseFile stores DHCPFull leases; "" keeps them in memory.
@@ -166,7 +186,7 @@ type Server struct {
 func (s *Server) Serve(ctx context.Context) error {
 	log := orDiscard(s.Logger)
 	closeAll := func() {
-		for _, c := range []io.Closer{s.HTTPListener, s.AdminListener, s.TFTPConn, s.DHCPConn, s.DHCPBootConn} {
+		for _, c := range []io.Closer{s.HTTPListener, s.AdminListener, s.TFTPConn, s.TFTPConn6, s.DHCPConn, s.DHCPBootConn, s.DHCPv6Conn} {
 			if c != nil {
 				c.Close()
 			}
@@ -218,6 +238,29 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 	}
+	var dhcp6 *pxe.Server6
+	if s.DHCPv6 {
+		if s.ServerIP6.To16() == nil || s.ServerIP6.To4() != nil {
+			closeAll()
+			return fmt.Errorf("%w: Server.ServerIP6 %q: an IPv6 address is required with DHCPv6", ErrConfig, s.ServerIP6)
+		}
+		if s.DHCPv6Conn == nil && s.DHCPInterface == "" {
+			closeAll()
+			return fmt.Errorf("%w: Server.DHCPInterface (or DHCPv6Conn) is required with DHCPv6", ErrConfig)
+		}
+		dhcp6 = &pxe.Server6{
+			Interface: s.DHCPInterface,
+			Conn:      s.DHCPv6Conn,
+			ServerIP:  s.ServerIP6,
+			Prefix:    s.DHCPv6Prefix,
+			Policy:    s.bootPolicy(base, tracker),
+			Allow:     s.DHCPAllow,
+			Deny:      s.DHCPDeny,
+			Logger:    log,
+
+			PolicyTimeout: s.DHCPPolicyTimeout,
+		}
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -231,9 +274,12 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}
 
-	if s.TFTPConn != nil {
+	for _, conn := range []net.PacketConn{s.TFTPConn, s.TFTPConn6} {
+		if conn == nil {
+			continue
+		}
 		t := &TFTPServer{
-			Conn: s.TFTPConn, Files: s.tftpFiles(base, tracker), BlockSize: s.TFTPBlockSize, MaxTransfers: s.TFTPMaxTransfers,
+			Conn: conn, Files: s.tftpFiles(base, tracker), BlockSize: s.TFTPBlockSize, MaxTransfers: s.TFTPMaxTransfers,
 			Logger: log, Observer: observer,
 		}
 		wg.Go(func() { fail(t.Serve(ctx)) })
@@ -316,7 +362,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	if dhcp != nil {
 		wg.Go(func() { fail(dhcp.Serve(ctx)) })
 	}
-	log.Info("netboot: serving", "http", base, "tftp", addrOf(s.TFTPConn), "dhcp", s.DHCP.String())
+	if dhcp6 != nil {
+		wg.Go(func() { fail(dhcp6.Serve(ctx)) })
+	}
+	log.Info("netboot: serving", "http", base, "tftp", addrOf(s.TFTPConn), "tftp6", addrOf(s.TFTPConn6), "dhcp", s.DHCP.String(), "dhcpv6", s.DHCPv6)
 	<-ctx.Done()
 	wg.Wait()
 	return first
@@ -407,6 +456,30 @@ func (s *Server) pxeServer(base string, tracker *Tracker, metrics *Metrics, log 
 	if s.DHCP == DHCPFull {
 		mode = pxe.ModeFull
 	}
+	return &pxe.Server{
+		Interface: s.DHCPInterface,
+		ServerIP:  s.ServerIP,
+		Conn:      s.DHCPConn,
+		BootConn:  s.DHCPBootConn,
+		Mode:      mode,
+		UEFI:      s.UEFI,
+		Network:   s.DHCPNetwork,
+		Policy:    s.bootPolicy(base, tracker),
+		LeaseFile: s.LeaseFile,
+		Logger:    log,
+
+		Observer:      metrics.ObserveDHCP,
+		Allow:         s.DHCPAllow,
+		Deny:          s.DHCPDeny,
+		PolicyTimeout: s.DHCPPolicyTimeout,
+		Workers:       s.DHCPWorkers,
+	}, nil
+}
+
+// bootPolicy is the DHCP boot decision, for DHCPv4 and DHCPv6 alike: the
+// inventory decides whether the machine boots and may override its loader;
+// Loaders, completed from the HTTP base URL, picks the boot file.
+func (s *Server) bootPolicy(base string, tracker *Tracker) pxe.Policy {
 	loaders := s.Loaders
 	if loaders.ScriptURL == "" && base != "" {
 		loaders.ScriptURL = base + ScriptPath
@@ -414,7 +487,7 @@ func (s *Server) pxeServer(base string, tracker *Tracker, metrics *Metrics, log 
 	if loaders.HTTPBase == "" && base != "" {
 		loaders.HTTPBase = base
 	}
-	policy := pxe.PolicyFunc(func(ctx context.Context, c pxe.Client) (pxe.Answer, error) {
+	return pxe.PolicyFunc(func(ctx context.Context, c pxe.Client) (pxe.Answer, error) {
 		m := machineFromDHCP(c)
 		b, err := s.Inventory.Boot(ctx, m)
 		if errors.Is(err, ErrUnknownMachine) {
@@ -445,24 +518,6 @@ func (s *Server) pxeServer(base string, tracker *Tracker, metrics *Metrics, log 
 		}
 		return a, err
 	})
-	return &pxe.Server{
-		Interface: s.DHCPInterface,
-		ServerIP:  s.ServerIP,
-		Conn:      s.DHCPConn,
-		BootConn:  s.DHCPBootConn,
-		Mode:      mode,
-		UEFI:      s.UEFI,
-		Network:   s.DHCPNetwork,
-		Policy:    policy,
-		LeaseFile: s.LeaseFile,
-		Logger:    log,
-
-		Observer:      metrics.ObserveDHCP,
-		Allow:         s.DHCPAllow,
-		Deny:          s.DHCPDeny,
-		PolicyTimeout: s.DHCPPolicyTimeout,
-		Workers:       s.DHCPWorkers,
-	}, nil
 }
 
 // machineFromDHCP describes a DHCP client to the inventory, with the same

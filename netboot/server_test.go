@@ -200,6 +200,9 @@ func TestServerConfigErrors(t *testing.T) {
 	}{
 		{"no inventory", &netboot.Server{}},
 		{"dhcp without server ip", &netboot.Server{Inventory: inv, DHCP: netboot.DHCPProxy}},
+		{"dhcpv6 without server ip", &netboot.Server{Inventory: inv, DHCPv6: true, DHCPInterface: "lo"}},
+		{"dhcpv6 without interface", &netboot.Server{Inventory: inv, DHCPv6: true, ServerIP6: net.ParseIP("fd00::1")}},
+		{"dhcpv6 with an IPv4 server ip", &netboot.Server{Inventory: inv, DHCPv6: true, ServerIP6: net.ParseIP("10.0.0.1"), DHCPv6Conn: mustListen(t)}},
 		{"wildcard listener without url", &netboot.Server{Inventory: inv, HTTPListener: mustListenTCP(t, "0.0.0.0:0"), TFTPConn: mustListen(t)}},
 	}
 	for _, tc := range tests {

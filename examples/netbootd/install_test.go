@@ -307,3 +307,41 @@ func TestAPIFlag(t *testing.T) {
 		assert.Error(t, run(context.Background(), o, slog.New(slog.DiscardHandler)), "%v", args)
 	}
 }
+
+// TestDHCPv6Flags: -dhcp6 and -server-ip6 become the Server's DHCPv6
+// fields, and bad values are refused by flag name. It only reads the
+// loopback interface's addresses; nothing is served.
+func TestDHCPv6Flags(t *testing.T) {
+	with := func(o options) (*netboot.Server, error) {
+		s := &netboot.Server{}
+		return s, configureDHCPv6(s, o)
+	}
+	s, err := with(options{iface: "lo", dhcp6: "fd00:77::1/64", serverIP6: "fd00:77::1"})
+	require.NoError(t, err)
+	assert.True(t, s.DHCPv6)
+	assert.Equal(t, "fd00:77::/64", s.DHCPv6Prefix.String())
+	assert.Equal(t, "fd00:77::1", s.ServerIP6.String())
+	assert.Equal(t, "lo", s.DHCPInterface)
+	s, err = with(options{iface: "lo", dhcp6: "info", serverIP6: "fd00:77::1"})
+	require.NoError(t, err)
+	assert.True(t, s.DHCPv6)
+	assert.False(t, s.DHCPv6Prefix.IsValid(), "info: no addresses")
+	s, err = with(options{})
+	require.NoError(t, err)
+	assert.False(t, s.DHCPv6)
+
+	for _, c := range []struct {
+		o    options
+		want string
+	}{
+		{options{dhcp6: "fd00:77::/64"}, "-dhcp6 needs -interface"},
+		{options{iface: "lo", dhcp6: "10.0.0.0/8"}, `-dhcp6 "10.0.0.0/8"`},
+		{options{iface: "lo", dhcp6: "everything"}, `-dhcp6 "everything"`},
+		{options{iface: "lo", dhcp6: "info", serverIP6: "10.0.0.1"}, `-server-ip6 "10.0.0.1" is not an IPv6 address`},
+		{options{serverIP6: "fd00::1"}, "-server-ip6 needs -dhcp6"},
+	} {
+		_, err := with(c.o)
+		require.Error(t, err, "%+v", c.o)
+		assert.Contains(t, err.Error(), c.want)
+	}
+}

@@ -42,6 +42,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
@@ -70,6 +71,8 @@ type options struct {
 	iface      string
 	dhcp       string
 	serverIP   string
+	dhcp6      string
+	serverIP6  string
 	subnet     string
 	pool       string
 	router     string
@@ -123,6 +126,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.iface, "interface", "", "network interface to answer DHCP on; DHCP stays off without it")
 	fs.StringVar(&o.dhcp, "dhcp", "", "DHCP mode with -interface: proxy (default) or full; off disables")
 	fs.StringVar(&o.serverIP, "server-ip", "", "this server's IPv4 address on -interface (default: the interface's first)")
+	fs.StringVar(&o.dhcp6, "dhcp6", "", "with -interface: also serve DHCPv6 (UEFI PXE and HTTP boot over IPv6), giving addresses from this prefix (say fd00:77::/64), or \"info\" for boot information only; loaders go over TFTP on [-server-ip6] at -tftp's port")
+	fs.StringVar(&o.serverIP6, "server-ip6", "", "this server's IPv6 address on -interface for -dhcp6 (default: the interface's first that is not link-local)")
 	fs.StringVar(&o.subnet, "subnet", "", "full DHCP: subnet in CIDR form (default: the interface's)")
 	fs.StringVar(&o.pool, "range", "", "full DHCP: address pool FIRST-LAST")
 	fs.StringVar(&o.router, "router", "", "full DHCP: default gateway")
@@ -272,6 +277,17 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err := configureDHCP(s, o); err != nil {
 		return err
 	}
+	if err := configureDHCPv6(s, o); err != nil {
+		return err
+	}
+	if s.DHCPv6 && s.TFTPConn != nil {
+		_, port, _ := net.SplitHostPort(o.tftpAddr)
+		pc, err := net.ListenPacket("udp6", net.JoinHostPort(s.ServerIP6.String(), port))
+		if err != nil {
+			return fmt.Errorf("TFTP over IPv6 for -dhcp6: %w", err)
+		}
+		s.TFTPConn6 = pc
+	}
 	printSummary(s, o, summary)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -399,6 +415,50 @@ func configureDHCP(s *netboot.Server, o options) error {
 	return nil
 }
 
+// configureDHCPv6 turns -dhcp6 and -server-ip6 into the Server's fields.
+func configureDHCPv6(s *netboot.Server, o options) error {
+	if o.dhcp6 == "" {
+		if o.serverIP6 != "" {
+			return errors.New("-server-ip6 needs -dhcp6")
+		}
+		return nil
+	}
+	if o.iface == "" {
+		return errors.New("-dhcp6 needs -interface: DHCPv6 is only answered on a named interface")
+	}
+	if o.dhcp6 != "info" {
+		p, err := netip.ParsePrefix(o.dhcp6)
+		if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() {
+			return fmt.Errorf("-dhcp6 %q: want an IPv6 prefix such as fd00:77::/64, or info", o.dhcp6)
+		}
+		s.DHCPv6Prefix = p.Masked()
+	}
+	s.DHCPv6, s.DHCPInterface = true, o.iface
+	if o.serverIP6 != "" {
+		ip := net.ParseIP(o.serverIP6)
+		if ip == nil || ip.To4() != nil {
+			return fmt.Errorf("-server-ip6 %q is not an IPv6 address", o.serverIP6)
+		}
+		s.ServerIP6 = ip
+		return nil
+	}
+	ifc, err := net.InterfaceByName(o.iface)
+	if err != nil {
+		return err
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() == nil && !n.IP.IsLinkLocalUnicast() {
+			s.ServerIP6 = n.IP
+			return nil
+		}
+	}
+	return fmt.Errorf("interface %s has no IPv6 address that is not link-local: pass -server-ip6", o.iface)
+}
+
 // parseMACs reads a comma-separated list of MAC addresses given to -flag.
 func parseMACs(flag, list string) ([]net.HardwareAddr, error) {
 	var out []net.HardwareAddr
@@ -470,7 +530,17 @@ func printSummary(s *netboot.Server, o options, summary []string) {
 	if s.TFTPConn != nil {
 		fmt.Printf("  tftp       %s  (loaders, and boot.ipxe chaining to HTTP)\n", s.TFTPConn.LocalAddr())
 	}
+	if s.TFTPConn6 != nil {
+		fmt.Printf("  tftp6      %s\n", s.TFTPConn6.LocalAddr())
+	}
 	fmt.Printf("  dhcp       %s\n", s.DHCP)
+	if s.DHCPv6 {
+		prefix := "boot information only"
+		if s.DHCPv6Prefix.IsValid() {
+			prefix = "addresses from " + s.DHCPv6Prefix.String()
+		}
+		fmt.Printf("  dhcpv6     on %s as %s, %s\n", s.DHCPInterface, s.ServerIP6, prefix)
+	}
 	if s.DHCP == netboot.DHCPOff && httpPort != "" {
 		fmt.Println()
 		fmt.Println("Boot a QEMU VM from it (QEMU's user network reaches the host's loopback as 10.0.2.2;")

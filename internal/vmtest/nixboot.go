@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -14,9 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/insomniacslk/dhcp/dhcpv6"
-	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/nixboot/nixboot/netboot"
 	"github.com/nixboot/nixboot/pxe"
@@ -162,72 +160,39 @@ func RunNixboot(ctx context.Context, config []byte, ready func()) error {
 			s.DHCPBootConn = bc
 		}
 	}
-	var serve6 func(ctx context.Context) error
 	if nb.DHCPv6 {
-		if serve6, err = dhcpv6Parts(nb, s, base, log); err != nil {
-			s.HTTPListener.Close()
-			s.TFTPConn.Close()
-			if s.DHCPConn != nil {
-				s.DHCPConn.Close()
+		if err := dhcpv6Parts(nb, s); err != nil {
+			for _, c := range []io.Closer{s.HTTPListener, s.TFTPConn, s.DHCPConn, s.DHCPBootConn} {
+				if c != nil {
+					c.Close()
+				}
 			}
 			return err
 		}
 	}
 	ready()
-	if serve6 == nil {
-		return s.Serve(ctx)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 2)
-	go func() { errc <- s.Serve(ctx) }()
-	go func() { errc <- serve6(ctx) }()
-	err = <-errc
-	cancel()
-	return errors.Join(err, <-errc)
+	return s.Serve(ctx)
 }
 
-// dhcpv6Parts sets up Nixboot.DHCPv6 (see there) and returns what serves
-// it: pxe.Server6 and the IPv6 TFTP server, until ctx ends.
-func dhcpv6Parts(nb Nixboot, s *netboot.Server, base string, log *slog.Logger) (func(ctx context.Context) error, error) {
+// dhcpv6Parts sets up Nixboot.DHCPv6 (see there) in s: the bridge's IPv6
+// address, DHCPv6 on the bridge with addresses from IPv6Prefix, and a TFTP
+// socket on [IPv6Server]:69.
+func dhcpv6Parts(nb Nixboot, s *netboot.Server) error {
 	out, err := exec.Command("ip", "-6", "addr", "add", netip.PrefixFrom(IPv6Server, IPv6Prefix.Bits()).String(),
 		"dev", nb.Bridge, "nodad").CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("vmtest: IPv6 address on %s: %w: %s", nb.Bridge, err, out)
+		return fmt.Errorf("vmtest: IPv6 address on %s: %w: %s", nb.Bridge, err, out)
 	}
-	loaders := nb.Loaders
-	if loaders.ScriptURL == "" {
-		loaders.ScriptURL = base + netboot.ScriptPath
+	s.DHCPv6, s.DHCPv6Prefix, s.ServerIP6, s.DHCPInterface = true, IPv6Prefix, IPv6Server.AsSlice(), nb.Bridge
+	// Opened here rather than by Serve, so that ready means serving.
+	if s.DHCPv6Conn, err = pxe.ListenPacket6(nb.Bridge); err != nil {
+		return err
 	}
-	ifi, err := net.InterfaceByName(nb.Bridge)
-	if err != nil {
-		return nil, err
+	if s.TFTPConn6, err = net.ListenPacket("udp6", net.JoinHostPort(IPv6Server.String(), "69")); err != nil {
+		s.DHCPv6Conn.Close()
+		return err
 	}
-	c6, err := pxe.ListenPacket6(nb.Bridge)
-	if err != nil {
-		return nil, err
-	}
-	d6 := &pxe.Server6{
-		Interface: nb.Bridge, Conn: c6, ServerIP: IPv6Server.AsSlice(), Prefix: IPv6Prefix,
-		ServerID: &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: ifi.HardwareAddr},
-		Policy:   loaders, Logger: log,
-	}
-	t6, err := net.ListenPacket("udp6", net.JoinHostPort(IPv6Server.String(), "69"))
-	if err != nil {
-		c6.Close()
-		return nil, err
-	}
-	tftp6 := &netboot.TFTPServer{Conn: t6, Files: s.Files, Logger: log}
-	return func(ctx context.Context) error {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		errc := make(chan error, 2)
-		go func() { errc <- d6.Serve(ctx) }()
-		go func() { errc <- tftp6.Serve(ctx) }()
-		err := <-errc
-		cancel() // one failed: stop the other
-		return errors.Join(err, <-errc)
-	}, nil
+	return nil
 }
 
 // PXELinuxSource serves what PXELINUX asks for after pxelinux.0 and its
