@@ -322,10 +322,11 @@ func TestDHCPv6Flags(t *testing.T) {
 	assert.Equal(t, "fd00:77::/64", s.DHCPv6Prefix.String())
 	assert.Equal(t, "fd00:77::1", s.ServerIP6.String())
 	assert.Equal(t, "lo", s.DHCPInterface)
-	s, err = with(options{iface: "lo", dhcp6: "info", serverIP6: "fd00:77::1"})
+	s, err = with(options{iface: "lo", dhcp6: "info", serverIP6: "fd00:77::1", deny: "52:54:00:00:00:02"})
 	require.NoError(t, err)
 	assert.True(t, s.DHCPv6)
 	assert.False(t, s.DHCPv6Prefix.IsValid(), "info: no addresses")
+	assert.Equal(t, []net.HardwareAddr{{0x52, 0x54, 0, 0, 0, 2}}, s.DHCPDeny, "-dhcp-deny applies to DHCPv6")
 	s, err = with(options{})
 	require.NoError(t, err)
 	assert.False(t, s.DHCPv6)
@@ -339,6 +340,7 @@ func TestDHCPv6Flags(t *testing.T) {
 		{options{iface: "lo", dhcp6: "everything"}, `-dhcp6 "everything"`},
 		{options{iface: "lo", dhcp6: "info", serverIP6: "10.0.0.1"}, `-server-ip6 "10.0.0.1" is not an IPv6 address`},
 		{options{serverIP6: "fd00::1"}, "-server-ip6 needs -dhcp6"},
+		{options{iface: "lo", dhcp6: "info", serverIP6: "fd00::1", allow: "nope"}, `-dhcp-allow: "nope"`},
 	} {
 		_, err := with(c.o)
 		require.Error(t, err, "%+v", c.o)

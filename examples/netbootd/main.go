@@ -345,20 +345,9 @@ func configureDHCP(s *netboot.Server, o options) error {
 	if s.DHCPDeny, err = parseMACs("dhcp-deny", o.deny); err != nil {
 		return err
 	}
-	ifc, err := net.InterfaceByName(o.iface)
+	ipnet, err := interfaceAddr(o.iface, func(ip net.IP) bool { return ip.To4() != nil })
 	if err != nil {
 		return err
-	}
-	addrs, err := ifc.Addrs()
-	if err != nil {
-		return err
-	}
-	var ipnet *net.IPNet
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
-			ipnet = n
-			break
-		}
 	}
 	switch {
 	case o.serverIP != "":
@@ -434,6 +423,14 @@ func configureDHCPv6(s *netboot.Server, o options) error {
 		s.DHCPv6Prefix = p.Masked()
 	}
 	s.DHCPv6, s.DHCPInterface = true, o.iface
+	// The lists apply to DHCPv6 too, also when DHCPv4 is off.
+	var err error
+	if s.DHCPAllow, err = parseMACs("dhcp-allow", o.allow); err != nil {
+		return err
+	}
+	if s.DHCPDeny, err = parseMACs("dhcp-deny", o.deny); err != nil {
+		return err
+	}
 	if o.serverIP6 != "" {
 		ip := net.ParseIP(o.serverIP6)
 		if ip == nil || ip.To4() != nil {
@@ -442,21 +439,34 @@ func configureDHCPv6(s *netboot.Server, o options) error {
 		s.ServerIP6 = ip
 		return nil
 	}
-	ifc, err := net.InterfaceByName(o.iface)
+	ipnet, err := interfaceAddr(o.iface, func(ip net.IP) bool { return ip.To4() == nil && !ip.IsLinkLocalUnicast() })
 	if err != nil {
 		return err
+	}
+	if ipnet == nil {
+		return fmt.Errorf("interface %s has no IPv6 address that is not link-local: pass -server-ip6", o.iface)
+	}
+	s.ServerIP6 = ipnet.IP
+	return nil
+}
+
+// interfaceAddr is the first address of the interface named iface that
+// want accepts, or nil.
+func interfaceAddr(iface string, want func(net.IP) bool) (*net.IPNet, error) {
+	ifc, err := net.InterfaceByName(iface)
+	if err != nil {
+		return nil, err
 	}
 	addrs, err := ifc.Addrs()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() == nil && !n.IP.IsLinkLocalUnicast() {
-			s.ServerIP6 = n.IP
-			return nil
+		if n, ok := a.(*net.IPNet); ok && want(n.IP) {
+			return n, nil
 		}
 	}
-	return fmt.Errorf("interface %s has no IPv6 address that is not link-local: pass -server-ip6", o.iface)
+	return nil, nil
 }
 
 // parseMACs reads a comma-separated list of MAC addresses given to -flag.
@@ -541,7 +551,7 @@ func printSummary(s *netboot.Server, o options, summary []string) {
 		}
 		fmt.Printf("  dhcpv6     on %s as %s, %s\n", s.DHCPInterface, s.ServerIP6, prefix)
 	}
-	if s.DHCP == netboot.DHCPOff && httpPort != "" {
+	if s.DHCP == netboot.DHCPOff && !s.DHCPv6 && httpPort != "" {
 		fmt.Println()
 		fmt.Println("Boot a QEMU VM from it (QEMU's user network reaches the host's loopback as 10.0.2.2;")
 		fmt.Println("its iPXE ROM fetches the script over HTTP):")
