@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv6"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -22,6 +23,7 @@ type Metrics struct {
 	duration *prometheus.HistogramVec // proto
 	phases   *prometheus.CounterVec   // phase
 	dhcp     *prometheus.CounterVec   // request, reply
+	dhcp6    *prometheus.CounterVec   // request, reply
 }
 
 // Request results, the "result" label of nixboot_requests_total.
@@ -43,9 +45,11 @@ const (
 //	nixboot_boot_phase_total{phase}        machines reaching each boot phase
 //	nixboot_dhcp_total{request,reply}      DHCP packets by message type and reply
 //	                                       ("none" for no reply, "unparsable")
+//	nixboot_dhcpv6_total{request,reply}    the same for DHCPv6
 //
 // DHCP failures of ours (pool exhausted, reply too large) count in
-// nixboot_errors_total{proto="dhcp"}.
+// nixboot_errors_total{proto="dhcp"}, DHCPv6 ones (prefix exhausted) in
+// nixboot_errors_total{proto="dhcpv6"}.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -67,8 +71,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		dhcp: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nixboot_dhcp_total", Help: "DHCP packets read, by message type and the reply sent.",
 		}, []string{"request", "reply"}),
+		dhcp6: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixboot_dhcpv6_total", Help: "DHCPv6 messages read, by message type and the reply sent.",
+		}, []string{"request", "reply"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.errors, m.duration, m.phases, m.dhcp} {
+	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.errors, m.duration, m.phases, m.dhcp, m.dhcp6} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -98,6 +105,32 @@ func (m *Metrics) ObserveDHCP(ex pxe.Exchange) {
 	if errors.Is(ex.Err, pxe.ErrPoolExhausted) || errors.Is(ex.Err, pxe.ErrReplyTooLarge) {
 		m.errors.WithLabelValues("dhcp").Inc()
 	}
+}
+
+// ObserveDHCPv6 counts one DHCPv6 message; it is a pxe.Server6.Observer.
+func (m *Metrics) ObserveDHCPv6(ex pxe.Exchange6) {
+	req := dhcpv6TypeLabel(ex.Request)
+	if ex.Request == 0 {
+		req = "unparsable"
+	}
+	m.dhcp6.WithLabelValues(req, dhcpv6TypeLabel(ex.Reply)).Inc()
+	if errors.Is(ex.Err, pxe.ErrPoolExhausted) {
+		m.errors.WithLabelValues("dhcpv6").Inc()
+	}
+}
+
+// dhcpv6TypeLabel names a DHCPv6 message type in lower case; a type no
+// client or server of this package sends is "other".
+func dhcpv6TypeLabel(t dhcpv6.MessageType) string {
+	switch t {
+	case 0:
+		return "none"
+	case dhcpv6.MessageTypeSolicit, dhcpv6.MessageTypeAdvertise, dhcpv6.MessageTypeRequest, dhcpv6.MessageTypeConfirm,
+		dhcpv6.MessageTypeRenew, dhcpv6.MessageTypeRebind, dhcpv6.MessageTypeReply, dhcpv6.MessageTypeRelease,
+		dhcpv6.MessageTypeDecline, dhcpv6.MessageTypeInformationRequest:
+		return strings.ReplaceAll(strings.ToLower(t.String()), "-", "_")
+	}
+	return "other"
 }
 
 // dhcpTypeLabel names a message type in lower case; a value no RFC

@@ -257,6 +257,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			Allow:     s.DHCPAllow,
 			Deny:      s.DHCPDeny,
 			Logger:    log,
+			Observer:  metrics.ObserveDHCPv6,
 
 			PolicyTimeout: s.DHCPPolicyTimeout,
 		}

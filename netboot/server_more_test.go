@@ -1,16 +1,21 @@
 package netboot_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
 	"net/http/httptest"
+	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv6"
+	"github.com/insomniacslk/dhcp/iana"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -111,15 +116,7 @@ func TestServerDHCPAllowDeny(t *testing.T) {
 		`nixboot_dhcp_total{reply="none",request="discover"} 2`,
 		`nixboot_dhcp_total{reply="none",request="unparsable"} 1`,
 	}
-	assert.Eventually(t, func() bool {
-		_, body := get(t, r.httpURL+netboot.MetricsPath)
-		for _, w := range want {
-			if !strings.Contains(string(body), w+"\n") {
-				return false
-			}
-		}
-		return true
-	}, 5*time.Second, 50*time.Millisecond, "metrics %v", want)
+	eventuallyMetrics(t, r.httpURL, want)
 }
 
 // TestServerMetricsResults checks that refusals, missing files and our own
@@ -240,4 +237,80 @@ func TestServerAdminListener(t *testing.T) {
 	assert.Contains(t, string(body), "nixboot_")
 	resp, _ = get(t, adminURL+"/boot.ipxe")
 	assert.Equal(t, 404, resp.StatusCode, "boot files are not on the admin port")
+}
+
+// TestServerDHCPv6 runs the Server's DHCPv6 on loopback: a UEFI machine the
+// inventory knows gets an address and the loader as a tftp:// URL on
+// ServerIP6, one it does not know gets no reply at all (as in DHCPv4), the
+// loader comes over the IPv6 TFTP socket, and the messages are counted.
+func TestServerDHCPv6(t *testing.T) {
+	fx := newBootFixture(t, func(c *netboot.Config) { c.Default, c.IgnoreUnknown = "", true })
+	loader := randomBytes(t, 50_000)
+	c6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	t6, err := net.ListenPacket("udp6", "[::1]:0")
+	require.NoError(t, err)
+	r := startServer(t, &netboot.Server{
+		Inventory:    fx.inv,
+		Files:        netboot.FS(fstest.MapFS{"ipxe.efi": {Data: loader}}),
+		DHCPv6:       true,
+		DHCPv6Conn:   c6,
+		DHCPv6Prefix: netip.MustParsePrefix("fd00:77::/64"),
+		ServerIP6:    net.IPv6loopback,
+		TFTPConn6:    t6,
+	})
+	client, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	require.NoError(t, err)
+	defer client.Close()
+	solicit := func(mac string) *dhcpv6.Message {
+		sol, err := dhcpv6.NewSolicit(mustMAC(t, mac), dhcpv6.WithNetboot, dhcpv6.WithArchType(iana.EFI_X86_64))
+		require.NoError(t, err)
+		_, err = client.WriteTo(sol.ToBytes(), c6.LocalAddr())
+		require.NoError(t, err)
+		require.NoError(t, client.SetReadDeadline(time.Now().Add(time.Second)))
+		buf := make([]byte, 1500)
+		n, _, err := client.ReadFrom(buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		require.NoError(t, err)
+		m, err := dhcpv6.MessageFromBytes(buf[:n])
+		require.NoError(t, err)
+		require.Equal(t, sol.TransactionID, m.TransactionID)
+		return m
+	}
+	adv := solicit("52:54:00:12:34:56")
+	require.NotNil(t, adv)
+	assert.Equal(t, dhcpv6.MessageTypeAdvertise, adv.MessageType)
+	assert.Equal(t, "tftp://[::1]/ipxe.efi", adv.Options.BootFileURL())
+	addr := adv.Options.OneIANA().Options.OneAddress()
+	require.NotNil(t, addr)
+	assert.True(t, netip.MustParsePrefix("fd00:77::/64").Contains(netip.AddrFrom16([16]byte(addr.IPv6Addr.To16()))), addr.IPv6Addr)
+	assert.Nil(t, solicit("52:54:00:99:99:99"), "a machine the inventory does not know")
+
+	got, _, err := pinGet(t, t6.LocalAddr().String(), "ipxe.efi", 1468)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(loader, got), "the loader over IPv6 TFTP")
+
+	want := []string{
+		`nixboot_dhcpv6_total{reply="advertise",request="solicit"} 1`,
+		`nixboot_dhcpv6_total{reply="none",request="solicit"} 1`,
+	}
+	eventuallyMetrics(t, r.httpURL, want)
+}
+
+// eventuallyMetrics waits until the server's metrics hold every line of want.
+func eventuallyMetrics(t *testing.T, httpURL string, want []string) {
+	t.Helper()
+	assert.Eventually(t, func() bool {
+		_, body := get(t, httpURL+netboot.MetricsPath)
+		for _, w := range want {
+			if !strings.Contains(string(body), w+"\n") {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 50*time.Millisecond, "metrics %v", want)
 }

@@ -40,6 +40,8 @@ const (
 // different addresses, the second the next free one. An address a client
 // declines is not given out again until the server restarts.
 //
+// A client the Policy answers with ErrIgnore gets no reply at all, as from
+// Server; the Policy is asked only about clients that ask for option 59.
 // Relayed messages (Relay-Forward) are ignored, as are messages to another
 // server. Rapid commit is not offered: clients that ask for it get an
 // Advertise and go on with a Request, as RFC 8415 lets them.
@@ -57,7 +59,8 @@ type Server6 struct {
 	// URLs of bare loader names (see BootFileURL6). Required.
 	ServerIP net.IP
 	// ServerID is the server's DUID (option 2). nil means a DUID-LL from
-	// Interface's hardware address.
+	// Interface's hardware address or, without an Interface, a DUID-UUID
+	// derived from ServerIP; both stay the same across restarts.
 	ServerID dhcpv6.DUID
 	// Prefix holds the addresses given out, at most /120. The zero value
 	// gives none: Solicits go unanswered and Information-Requests get boot
@@ -82,11 +85,30 @@ type Server6 struct {
 	// Logger receives Debug per message, Info per boot decision and Error
 	// for the server's own failures. nil discards.
 	Logger *slog.Logger
+	// Observer, when set, is told about every message the server reads,
+	// once it is handled (for metrics). It is called from the goroutine
+	// that handled the message, several at once, and must not block.
+	Observer func(Exchange6)
 
 	mu       sync.Mutex
 	started  bool
 	bindings map[netip.Addr]binding6
 	declined map[netip.Addr]bool
+}
+
+// Exchange6 is one DHCPv6 message as Server6 handled it, for
+// Server6.Observer.
+type Exchange6 struct {
+	// MAC is the client's hardware address from its DUID; nil when the
+	// message did not parse or its DUID holds none.
+	MAC net.HardwareAddr
+	// Request is the message type; 0 when the message did not parse.
+	Request dhcpv6.MessageType
+	// Reply is the message type sent back; 0 for no reply.
+	Reply dhcpv6.MessageType
+	// Err is why there was no reply, or ErrPoolExhausted when an address
+	// was asked for and none was free.
+	Err error
 }
 
 // binding6 is an address given to one identity association.
@@ -150,16 +172,22 @@ func (s *Server6) Serve(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			reply, err := st.respond(ctx, buf[:n], time.Now())
-			if err != nil {
+			ex := &Exchange6{}
+			reply, err := st.respond(ctx, buf[:n], time.Now(), ex)
+			switch {
+			case err != nil:
 				st.log.Debug("pxe: DHCPv6 message not answered", "from", peer.String(), "err", err)
-				return
+				ex.Err = err
+			case reply != nil:
+				if _, err := conn.WriteTo(reply, peer); err != nil && ctx.Err() == nil {
+					st.log.Error("pxe: DHCPv6 reply not sent", "to", peer.String(), "err", err)
+					ex.Err = err
+				} else {
+					ex.Reply = dhcpv6.MessageType(reply[0])
+				}
 			}
-			if reply == nil {
-				return
-			}
-			if _, err := conn.WriteTo(reply, peer); err != nil && ctx.Err() == nil {
-				st.log.Error("pxe: DHCPv6 reply not sent", "to", peer.String(), "err", err)
+			if s.Observer != nil {
+				s.Observer(*ex)
 			}
 		}()
 	}
@@ -208,10 +236,17 @@ func (s *Server6) prepare() (*state6, error) {
 			return nil, fmt.Errorf("%w: Server6.DNS %q is not an IPv6 address", ErrConfig, ip)
 		}
 	}
+	if st.serverID == nil && s.Interface == "" {
+		// Stable for as long as the address is: a name-based UUID
+		// (RFC 4122 version 5 layout) from ServerIP.
+		sum := sha256.Sum256(append([]byte("nixboot DHCPv6 server "), s.ServerIP.To16()...))
+		var u [16]byte
+		copy(u[:], sum[:16])
+		u[6] = u[6]&0x0f | 0x50
+		u[8] = u[8]&0x3f | 0x80
+		st.serverID = &dhcpv6.DUIDUUID{UUID: u}
+	}
 	if st.serverID == nil {
-		if s.Interface == "" {
-			return nil, fmt.Errorf("%w: Server6.ServerID is required without an Interface", ErrConfig)
-		}
 		ifi, err := net.InterfaceByName(s.Interface)
 		if err != nil {
 			return nil, fmt.Errorf("%w: Server6.Interface: %w", ErrConfig, err)
@@ -242,7 +277,13 @@ var (
 
 // respond answers one DHCPv6 packet; nil and no error means the message is
 // not one to answer (an Advertise, say).
-func (st *state6) respond(ctx context.Context, pkt []byte, now time.Time) ([]byte, error) {
+//
+// ex, when not nil, gets the message's type and client MAC, and
+// ErrPoolExhausted when an IA got no address.
+func (st *state6) respond(ctx context.Context, pkt []byte, now time.Time, ex *Exchange6) ([]byte, error) {
+	if ex == nil {
+		ex = &Exchange6{}
+	}
 	msg, err := dhcpv6.FromBytes(pkt)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadOption, err)
@@ -255,6 +296,7 @@ func (st *state6) respond(ctx context.Context, pkt []byte, now time.Time) ([]byt
 		return nil, errUnserved6
 	}
 	t := req.MessageType
+	ex.Request = t
 	switch t {
 	case dhcpv6.MessageTypeSolicit, dhcpv6.MessageTypeRequest, dhcpv6.MessageTypeRenew,
 		dhcpv6.MessageTypeRebind, dhcpv6.MessageTypeConfirm, dhcpv6.MessageTypeRelease,
@@ -265,6 +307,7 @@ func (st *state6) respond(ctx context.Context, pkt []byte, now time.Time) ([]byt
 	// For Release and Decline this is ErrNotRequest (nothing to boot), with
 	// the MAC still read for Allow and Deny.
 	c, cerr := ClientFromMessage6(req)
+	ex.MAC, ex.Request = c.MAC, t
 	if st.deny[string(c.MAC)] || (len(st.allow) > 0 && !st.allow[string(c.MAC)]) {
 		return nil, fmt.Errorf("%w: %s not allowed", ErrIgnore, c.MAC)
 	}
@@ -288,10 +331,10 @@ func (st *state6) respond(ctx context.Context, pkt []byte, now time.Time) ([]byt
 	var reply *dhcpv6.Message
 	switch t {
 	case dhcpv6.MessageTypeSolicit:
-		mods = append(mods, st.addresses(req, clientID, now, false)...)
+		mods = append(mods, st.addresses(req, clientID, now, false, ex)...)
 		reply, err = dhcpv6.NewAdvertiseFromSolicit(req, mods...)
 	case dhcpv6.MessageTypeRequest, dhcpv6.MessageTypeRenew, dhcpv6.MessageTypeRebind:
-		mods = append(mods, st.addresses(req, clientID, now, true)...)
+		mods = append(mods, st.addresses(req, clientID, now, true, ex)...)
 		reply, err = dhcpv6.NewReplyFromMessage(req, mods...)
 	case dhcpv6.MessageTypeConfirm:
 		mods = append(mods, dhcpv6.WithOption(st.confirm(req)))
@@ -320,7 +363,9 @@ func (st *state6) respond(ctx context.Context, pkt []byte, now time.Time) ([]byt
 		reply.UpdateOption(dhcpv6.OptDNS(st.s.DNS...))
 	}
 	if cerr == nil && req.IsOptionRequested(dhcpv6.OptionBootfileURL) {
-		st.boot(ctx, reply, c)
+		if err := st.boot(ctx, reply, c); errors.Is(err, ErrIgnore) {
+			return nil, err
+		}
 	}
 	return marshal6(reply, nil)
 }
@@ -332,25 +377,27 @@ func marshal6(m *dhcpv6.Message, err error) ([]byte, error) {
 	return m.ToBytes(), nil
 }
 
-// boot adds the Policy's boot file URL to reply.
-func (st *state6) boot(ctx context.Context, reply *dhcpv6.Message, c Client) {
+// boot adds the Policy's boot file URL to reply. An error wrapping
+// ErrIgnore means the client gets no reply at all, as from Server.
+func (st *state6) boot(ctx context.Context, reply *dhcpv6.Message, c Client) error {
 	if st.s.Policy == nil {
-		return
+		return nil
 	}
 	tctx, cancel := context.WithTimeout(ctx, st.timeout)
 	a, err := st.s.Policy.Decide(tctx, c)
 	cancel()
 	if err != nil {
 		st.log.Info("pxe: DHCPv6 client gets no boot information", "mac", c.MAC.String(), "archs", archNumbers(c.Archs), "err", err)
-		return
+		return err
 	}
 	m, err := WithAnswer6(a, st.self)
 	if err != nil {
 		st.log.Error("pxe: DHCPv6 boot answer unusable", "mac", c.MAC.String(), "bootfile", a.BootFile, "err", err)
-		return
+		return err
 	}
 	m(reply)
 	st.log.Info("pxe: DHCPv6 boot", "mac", c.MAC.String(), "archs", archNumbers(c.Archs), "url", reply.Options.BootFileURL())
+	return nil
 }
 
 // addresses answers each IA_NA of req: the IA's address with the
@@ -358,7 +405,7 @@ func (st *state6) boot(ctx context.Context, reply *dhcpv6.Message, c Client) {
 // Rebind); an Advertise only proposes it. An address the client holds that
 // is no longer its own is returned with zero lifetimes, so it stops using
 // it.
-func (st *state6) addresses(req *dhcpv6.Message, clientID dhcpv6.DUID, now time.Time, bind bool) []dhcpv6.Modifier {
+func (st *state6) addresses(req *dhcpv6.Message, clientID dhcpv6.DUID, now time.Time, bind bool, ex *Exchange6) []dhcpv6.Modifier {
 	var mods []dhcpv6.Modifier
 	lt := st.lifetime
 	for _, ia := range req.Options.IANA() {
@@ -370,6 +417,7 @@ func (st *state6) addresses(req *dhcpv6.Message, clientID dhcpv6.DUID, now time.
 		if !ok {
 			out.Options.Add(&dhcpv6.OptStatusCode{StatusCode: iana.StatusNoAddrsAvail, StatusMessage: "no address free"})
 			st.log.Error("pxe: DHCPv6 prefix exhausted", "prefix", st.s.Prefix.String())
+			ex.Err = fmt.Errorf("%w: %s", ErrPoolExhausted, st.s.Prefix)
 			mods = append(mods, dhcpv6.WithOption(out))
 			continue
 		}

@@ -4,6 +4,7 @@ package pxe_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,7 +114,15 @@ func TestDhclient6(t *testing.T) {
 		}
 		return env
 	}
-	stop := tn.serve6(t, newServer())
+	var mu sync.Mutex
+	var seen []string
+	first := newServer()
+	first.Observer = func(ex pxe.Exchange6) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, fmt.Sprintf("%s %s->%s %v", ex.MAC, ex.Request, ex.Reply, ex.Err))
+	}
+	stop := tn.serve6(t, first)
 	env := run(t, 1)
 	addr, err := netip.ParseAddr(env["new_ip6_address"])
 	require.NoError(t, err, "%v", env)
@@ -121,6 +131,10 @@ func TestDhclient6(t *testing.T) {
 	t.Logf("dhclient got %s", addr)
 
 	stop()
+	mu.Lock()
+	assert.Contains(t, seen, "02:00:00:00:77:06 SOLICIT->ADVERTISE <nil>", "the Observer's view: %q", seen)
+	assert.Contains(t, seen, "02:00:00:00:77:06 REQUEST->REPLY <nil>", "the Observer's view: %q", seen)
+	mu.Unlock()
 	tn.serve6(t, newServer())
 	env = run(t, 2)
 	assert.Equal(t, addr.String(), env["new_ip6_address"], "the same client after a server restart")

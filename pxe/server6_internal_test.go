@@ -33,7 +33,7 @@ func testServer6(t testing.TB, prefix string) *state6 {
 // exchange sends req and parses the answer; nil when there is none.
 func exchange(t testing.TB, st *state6, req *dhcpv6.Message, now time.Time) *dhcpv6.Message {
 	t.Helper()
-	b, err := st.respond(context.Background(), req.ToBytes(), now)
+	b, err := st.respond(context.Background(), req.ToBytes(), now, nil)
 	if b == nil {
 		return nil
 	}
@@ -136,18 +136,18 @@ func TestServer6Refusals(t *testing.T) {
 	assert.Nil(t, exchange(t, st, withSID, now), "a Solicit naming a server")
 	noCID := solicit6(t, mac)
 	noCID.Options.Del(dhcpv6.OptionClientID)
-	_, err = st.respond(context.Background(), noCID.ToBytes(), now)
+	_, err = st.respond(context.Background(), noCID.ToBytes(), now, nil)
 	assert.ErrorIs(t, err, errNoClientID6)
-	_, err = st.respond(context.Background(), []byte{1, 2, 3}, now)
+	_, err = st.respond(context.Background(), []byte{1, 2, 3}, now, nil)
 	assert.Error(t, err)
 	assert.Nil(t, exchange(t, st, adv, now), "a server's own Advertise")
 
 	// Deny wins; Allow lets only its MACs in.
 	st.deny = macSet([]net.HardwareAddr{mac})
-	_, err = st.respond(context.Background(), sol.ToBytes(), now)
+	_, err = st.respond(context.Background(), sol.ToBytes(), now, nil)
 	assert.ErrorIs(t, err, ErrIgnore)
 	st.deny, st.allow = nil, macSet([]net.HardwareAddr{{0x52, 0x54, 0, 0, 0, 7}})
-	_, err = st.respond(context.Background(), sol.ToBytes(), now)
+	_, err = st.respond(context.Background(), sol.ToBytes(), now, nil)
 	assert.ErrorIs(t, err, ErrIgnore)
 	st.allow = nil
 
@@ -188,8 +188,14 @@ func TestServer6Pool(t *testing.T) {
 			first = rep
 		}
 	}
-	last := exchange(t, st, solicit6(t, net.HardwareAddr{0x52, 0x54, 0, 0, 9, 9}), now)
-	require.NotNil(t, last)
+	var ex Exchange6
+	b, err := st.respond(context.Background(), solicit6(t, net.HardwareAddr{0x52, 0x54, 0, 0, 9, 9}).ToBytes(), now, &ex)
+	require.NoError(t, err)
+	assert.ErrorIs(t, ex.Err, ErrPoolExhausted)
+	assert.Equal(t, net.HardwareAddr{0x52, 0x54, 0, 0, 9, 9}, ex.MAC)
+	assert.Equal(t, dhcpv6.MessageTypeSolicit, ex.Request)
+	last, err := dhcpv6.MessageFromBytes(b)
+	require.NoError(t, err)
 	status := last.Options.OneIANA().Options.Status()
 	require.NotNil(t, status)
 	assert.Equal(t, iana.StatusNoAddrsAvail, status.StatusCode)
@@ -220,17 +226,29 @@ func TestServer6Config(t *testing.T) {
 		{ServerIP: testSelf6, ServerID: testServerID6, Prefix: netip.MustParsePrefix("10.0.0.0/8")},
 		{ServerIP: testSelf6, ServerID: testServerID6, Lifetime: time.Second},
 		{ServerIP: testSelf6, ServerID: testServerID6, DNS: []net.IP{net.ParseIP("10.0.0.53")}},
-		{ServerIP: testSelf6},
+		{ServerIP: testSelf6, Interface: "no-such-interface0"},
 	} {
 		_, err := s.prepare()
 		assert.ErrorIs(t, err, ErrConfig, "%+v", s)
 	}
+	// Without an Interface the server's DUID comes from its address: the
+	// same for the same address.
+	a, err := (&Server6{ServerIP: testSelf6}).prepare()
+	require.NoError(t, err)
+	b, err := (&Server6{ServerIP: testSelf6}).prepare()
+	require.NoError(t, err)
+	c, err := (&Server6{ServerIP: net.ParseIP("fd00:77::2")}).prepare()
+	require.NoError(t, err)
+	assert.True(t, a.serverID.Equal(b.serverID))
+	assert.False(t, a.serverID.Equal(c.serverID))
+	assert.Equal(t, dhcpv6.DUID_UUID, a.serverID.DUIDType())
+
 	s := &Server6{ServerIP: testSelf6, ServerID: testServerID6}
 	st, err := s.prepare()
 	require.NoError(t, err)
 	// No prefix: Solicits go unanswered, Information-Requests get boot
 	// information.
-	_, err = st.respond(context.Background(), solicit6(t, net.HardwareAddr{0x52, 0x54, 0, 0, 0, 1}).ToBytes(), time.Now())
+	_, err = st.respond(context.Background(), solicit6(t, net.HardwareAddr{0x52, 0x54, 0, 0, 0, 1}).ToBytes(), time.Now(), nil)
 	assert.ErrorIs(t, err, errUnserved6)
 	s.Policy = Loaders{EFI64: "ipxe.efi"}
 	info, err := dhcpv6.NewMessage(dhcpv6.WithNetboot, dhcpv6.WithArchType(iana.EFI_X86_64))
@@ -260,7 +278,7 @@ func FuzzServer6(f *testing.F) {
 	f.Add(relay.ToBytes())
 	f.Add([]byte{11, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, pkt []byte) {
-		b, err := st.respond(context.Background(), pkt, time.Now())
+		b, err := st.respond(context.Background(), pkt, time.Now(), nil)
 		if b == nil {
 			return
 		}
