@@ -42,8 +42,10 @@ const (
 //
 // A client the Policy answers with ErrIgnore gets no reply at all, as from
 // Server; the Policy is asked only about clients that ask for option 59.
-// Relayed messages (Relay-Forward) are ignored, as are messages to another
-// server. Rapid commit is not offered: clients that ask for it get an
+// Messages relayed (Relay-Forward, nested too) from a link inside Prefix,
+// or from relays that name no link, are answered through the relays
+// (Relay-Reply to the agent they came from); those from other links, and
+// messages to another server, are not. Rapid commit is not offered: clients that ask for it get an
 // Advertise and go on with a Request, as RFC 8415 lets them.
 //
 // Set the fields before calling Serve and don't change them afterwards.
@@ -102,9 +104,11 @@ type Exchange6 struct {
 	// MAC is the client's hardware address from its DUID; nil when the
 	// message did not parse or its DUID holds none.
 	MAC net.HardwareAddr
-	// Request is the message type; 0 when the message did not parse.
+	// Request is the client's message type (inside the Relay-Forward for a
+	// relayed message); 0 when the message did not parse.
 	Request dhcpv6.MessageType
-	// Reply is the message type sent back; 0 for no reply.
+	// Reply is the message type sent back (inside the Relay-Reply for a
+	// relayed message); 0 for no reply.
 	Reply dhcpv6.MessageType
 	// Err is why there was no reply, or ErrPoolExhausted when an address
 	// was asked for and none was free.
@@ -181,9 +185,7 @@ func (s *Server6) Serve(ctx context.Context) error {
 			case reply != nil:
 				if _, err := conn.WriteTo(reply, peer); err != nil && ctx.Err() == nil {
 					st.log.Error("pxe: DHCPv6 reply not sent", "to", peer.String(), "err", err)
-					ex.Err = err
-				} else {
-					ex.Reply = dhcpv6.MessageType(reply[0])
+					ex.Reply, ex.Err = 0, err
 				}
 			}
 			if s.Observer != nil {
@@ -288,13 +290,65 @@ func (st *state6) respond(ctx context.Context, pkt []byte, now time.Time, ex *Ex
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadOption, err)
 	}
-	if msg.IsRelay() {
-		return nil, fmt.Errorf("%w: relayed messages are not served", errUnserved6)
-	}
 	req, ok := msg.(*dhcpv6.Message)
+	var relay *dhcpv6.RelayMessage
 	if !ok {
-		return nil, errUnserved6
+		relay, _ = msg.(*dhcpv6.RelayMessage)
+		if relay == nil || relay.MessageType != dhcpv6.MessageTypeRelayForward {
+			return nil, nil // a Relay-Reply: another server's
+		}
+		if req, err = relay.GetInnerMessage(); err != nil {
+			return nil, fmt.Errorf("%w: relayed message: %w", ErrBadOption, err)
+		}
+		link, err := clientLink(relay)
+		if err != nil {
+			return nil, err
+		}
+		// The relay nearest the client names its link with a global or
+		// unique local address; a link other than Prefix's is another
+		// server's to serve. A relay with no such address sends :: or a
+		// link-local one, which names no link.
+		if st.s.Prefix.IsValid() && !link.IsUnspecified() && !link.IsLinkLocalUnicast() && !st.s.Prefix.Contains(link) {
+			return nil, fmt.Errorf("%w: relayed from link %s, outside %s", errNotForUs6, link, st.s.Prefix)
+		}
 	}
+	reply, err := st.reply(ctx, msg, req, now, ex)
+	if reply == nil || err != nil {
+		return nil, err
+	}
+	ex.Reply = reply.MessageType
+	if relay == nil {
+		return reply.ToBytes(), nil
+	}
+	out, err := dhcpv6.NewRelayReplFromRelayForw(relay, reply)
+	if err != nil {
+		return nil, fmt.Errorf("pxe: DHCPv6 relay reply: %w", err)
+	}
+	return out.ToBytes(), nil
+}
+
+// clientLink is the link-address of the relay agent nearest the client.
+func clientLink(relay *dhcpv6.RelayMessage) (netip.Addr, error) {
+	for {
+		inner, err := dhcpv6.DecapsulateRelay(relay)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("%w: relayed message: %w", ErrBadOption, err)
+		}
+		next, ok := inner.(*dhcpv6.RelayMessage)
+		if !ok {
+			a, ok := netip.AddrFromSlice(relay.LinkAddr)
+			if !ok {
+				return netip.Addr{}, fmt.Errorf("%w: relay link-address %v", ErrBadOption, relay.LinkAddr)
+			}
+			return a.Unmap(), nil
+		}
+		relay = next
+	}
+}
+
+// reply answers the client message req, which msg is or carries (relayed);
+// nil and no error means no answer.
+func (st *state6) reply(ctx context.Context, msg dhcpv6.DHCPv6, req *dhcpv6.Message, now time.Time, ex *Exchange6) (*dhcpv6.Message, error) {
 	t := req.MessageType
 	ex.Request = t
 	switch t {
@@ -305,9 +359,10 @@ func (st *state6) respond(ctx context.Context, pkt []byte, now time.Time, ex *Ex
 		return nil, nil // a server's message, or one no server answers
 	}
 	// For Release and Decline this is ErrNotRequest (nothing to boot), with
-	// the MAC still read for Allow and Deny.
-	c, cerr := ClientFromMessage6(req)
-	ex.MAC, ex.Request = c.MAC, t
+	// the MAC still read for Allow and Deny (from the DUID, or from a
+	// relay's client link-layer address option).
+	c, cerr := ClientFromMessage6(msg)
+	ex.MAC = c.MAC
 	if st.deny[string(c.MAC)] || (len(st.allow) > 0 && !st.allow[string(c.MAC)]) {
 		return nil, fmt.Errorf("%w: %s not allowed", ErrIgnore, c.MAC)
 	}
@@ -329,6 +384,7 @@ func (st *state6) respond(ctx context.Context, pkt []byte, now time.Time, ex *Ex
 	}
 	mods := []dhcpv6.Modifier{dhcpv6.WithServerID(st.serverID)}
 	var reply *dhcpv6.Message
+	var err error
 	switch t {
 	case dhcpv6.MessageTypeSolicit:
 		mods = append(mods, st.addresses(req, clientID, now, false, ex)...)
@@ -343,7 +399,10 @@ func (st *state6) respond(ctx context.Context, pkt []byte, now time.Time, ex *Ex
 		st.release(req, clientID, t == dhcpv6.MessageTypeDecline)
 		mods = append(mods, dhcpv6.WithOption(&dhcpv6.OptStatusCode{StatusCode: iana.StatusSuccess}))
 		reply, err = dhcpv6.NewReplyFromMessage(req, mods...)
-		return marshal6(reply, err) // no configuration options (RFC 8415 18.3.7)
+		if err != nil {
+			return nil, fmt.Errorf("pxe: DHCPv6 %s reply: %w", t, err)
+		}
+		return reply, nil // no configuration options (RFC 8415 18.3.7)
 	case dhcpv6.MessageTypeInformationRequest:
 		if clientID == nil {
 			// NewReplyFromMessage wants one to echo; RFC 8415 lets a
@@ -367,14 +426,7 @@ func (st *state6) respond(ctx context.Context, pkt []byte, now time.Time, ex *Ex
 			return nil, err
 		}
 	}
-	return marshal6(reply, nil)
-}
-
-func marshal6(m *dhcpv6.Message, err error) ([]byte, error) {
-	if err != nil {
-		return nil, fmt.Errorf("pxe: DHCPv6 reply: %w", err)
-	}
-	return m.ToBytes(), nil
+	return reply, nil
 }
 
 // boot adds the Policy's boot file URL to reply. An error wrapping

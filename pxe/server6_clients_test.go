@@ -139,3 +139,47 @@ func TestDhclient6(t *testing.T) {
 	env = run(t, 2)
 	assert.Equal(t, addr.String(), env["new_ip6_address"], "the same client after a server restart")
 }
+
+// perfdhcp -6 (Kea), as a client on the link and as a relay (-A 1, with a
+// link-local link-address, which names no link): every Solicit and Request
+// is answered, and perfdhcp sees no address twice.
+func TestPerfdhcp6(t *testing.T) {
+	perf := testenv.Command(t, "perfdhcp")
+	tn := newTestNet(t)
+	tn.waitLinkLocal(t)
+	var mu sync.Mutex
+	counts := map[string]int{}
+	tn.serve6(t, &pxe.Server6{
+		Interface: tn.srvIf,
+		ServerID:  &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{0x02, 0, 0, 0, 0x77, 1}},
+		Prefix:    netip.MustParsePrefix("fd00:77::/64"),
+		Observer: func(ex pxe.Exchange6) {
+			mu.Lock()
+			defer mu.Unlock()
+			counts[fmt.Sprintf("%s->%s", ex.Request, ex.Reply)]++
+		},
+	})
+	for _, relay := range []bool{false, true} {
+		t.Run(fmt.Sprintf("relay=%v", relay), func(t *testing.T) {
+			mu.Lock()
+			clear(counts)
+			mu.Unlock()
+			args := []string{"-6", "-l", tn.cliIf, "-r", "200", "-R", "50", "-n", "400", "-d", "5", "-W", "5000000"}
+			if relay {
+				args = append(args, "-A", "1")
+			}
+			out, err := tn.client(t, 60*time.Second, perf, args...)
+			require.NoError(t, err, "%s", out)
+			c := perfdhcpCounts(out)
+			require.Equal(t, 400, c["sent packets"], "%s", out)
+			assert.Equal(t, 400, c["received packets"], "%s", out)
+			assert.Zero(t, c["drops"], "%s", out)
+			assert.Contains(t, out, "non unique addresses: 0")
+			mu.Lock()
+			defer mu.Unlock()
+			assert.Equal(t, 400, counts["SOLICIT->ADVERTISE"], "%v", counts)
+			assert.Equal(t, 400, counts["REQUEST->REPLY"], "%v", counts)
+			t.Logf("server: %v", counts)
+		})
+	}
+}

@@ -283,11 +283,16 @@ func FuzzServer6(f *testing.F) {
 			return
 		}
 		require.NoError(t, err)
-		m, err := dhcpv6.MessageFromBytes(b)
+		out, err := dhcpv6.FromBytes(b)
 		require.NoError(t, err, "unparsable answer % x", b)
+		m, err := out.GetInnerMessage()
+		require.NoError(t, err)
 		assert.True(t, m.Options.ServerID().Equal(testServerID6))
-		in, err := dhcpv6.MessageFromBytes(pkt)
+		raw, err := dhcpv6.FromBytes(pkt)
 		require.NoError(t, err, "answered an unparsable message")
+		in, err := raw.GetInnerMessage()
+		require.NoError(t, err)
+		assert.Equal(t, raw.IsRelay(), out.IsRelay(), "a relayed message is answered through the relay")
 		if cid := in.Options.ClientID(); cid != nil {
 			assert.True(t, m.Options.ClientID().Equal(cid))
 		}
@@ -300,4 +305,56 @@ func FuzzServer6(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Relayed messages are answered through the relays when the client's link
+// is the prefix's, with the MAC from the relay's client link-layer address
+// option; relays from other links get nothing.
+func TestServer6Relay(t *testing.T) {
+	now := time.Now()
+	st := testServer6(t, "fd00:77::/64")
+	mac := net.HardwareAddr{0x52, 0x54, 0, 0, 0, 5}
+	sol := solicit6(t, mac, dhcpv6.WithNetboot, dhcpv6.WithArchType(iana.EFI_X86_64))
+	// A DUID that holds no MAC: the relay's option 79 is the only source.
+	sol.UpdateOption(dhcpv6.OptClientID(&dhcpv6.DUIDUUID{UUID: [16]byte{1, 2, 3}}))
+	relayed := func(link string, hops int) []byte {
+		var m dhcpv6.DHCPv6 = sol
+		for i := range hops {
+			r, err := dhcpv6.EncapsulateRelay(m, dhcpv6.MessageTypeRelayForward, net.ParseIP(link), net.ParseIP("fe80::5"))
+			require.NoError(t, err)
+			if i == 0 {
+				r.AddOption(dhcpv6.OptClientLinkLayerAddress(iana.HWTypeEthernet, mac))
+			}
+			link = "fd00:1::1" // outer relays sit on other links
+			m = r
+		}
+		return m.ToBytes()
+	}
+	for _, hops := range []int{1, 2} {
+		var ex Exchange6
+		b, err := st.respond(context.Background(), relayed("fd00:77::2", hops), now, &ex)
+		require.NoError(t, err)
+		require.NotNil(t, b, "%d relays", hops)
+		out, err := dhcpv6.FromBytes(b)
+		require.NoError(t, err)
+		require.Equal(t, dhcpv6.MessageTypeRelayReply, out.Type())
+		adv, err := out.GetInnerMessage()
+		require.NoError(t, err)
+		assert.Equal(t, dhcpv6.MessageTypeAdvertise, adv.MessageType)
+		assert.Equal(t, "tftp://[fd00:77::1]/ipxe.efi", adv.Options.BootFileURL())
+		assert.True(t, netip.MustParsePrefix("fd00:77::/64").Contains(iaAddr(t, adv)))
+		assert.Equal(t, mac, ex.MAC, "from option 79")
+		assert.Equal(t, dhcpv6.MessageTypeSolicit, ex.Request)
+		assert.Equal(t, dhcpv6.MessageTypeAdvertise, ex.Reply)
+	}
+	b, err := st.respond(context.Background(), relayed("fd00:99::2", 1), now, nil)
+	assert.Nil(t, b)
+	assert.ErrorIs(t, err, errNotForUs6)
+	b, err = st.respond(context.Background(), relayed("::", 1), now, nil)
+	require.NoError(t, err)
+	assert.NotNil(t, b, "a relay that names no link")
+
+	st.deny = macSet([]net.HardwareAddr{mac})
+	_, err = st.respond(context.Background(), relayed("fd00:77::2", 1), now, nil)
+	assert.ErrorIs(t, err, ErrIgnore, "Deny applies to the MAC a relay reports")
 }
