@@ -16,6 +16,12 @@
 // perfdhcp acts as a relay (giaddr 10.78.0.2), so the servers reply by
 // unicast to port 67.
 //
+// With -6 the same is done for DHCPv6: perfdhcp -6 -i sends Solicits to
+// ff02::1:2 from the client's link-local address, and dnsmasq's DHCPv6
+// (range fd00:78::1:0-fd00:78::ffff:ffff in fd00:78::/64, one hour, no
+// router advertisements) is compared with pxe.Server6 (prefix fd00:78::/64,
+// one hour). The columns keep their DHCPv4 names.
+//
 // The rates are offered one after another, each to dnsmasq and then to
 // nixboot, -reps times alternating, each server started fresh; the median
 // run per server and rate is printed. "/s" is perfdhcp's own figure of
@@ -32,6 +38,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -45,6 +52,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/insomniacslk/dhcp/dhcpv6"
+	"github.com/insomniacslk/dhcp/iana"
 	"golang.org/x/sys/unix"
 
 	"github.com/nixboot/nixboot/internal/netstat"
@@ -58,6 +67,7 @@ func main() {
 	pin := flag.Bool("pin", false, "run perfdhcp on CPU 0 and the servers (this process, dnsmasq) on CPU 1, so that neither side takes the other's core")
 	reps := flag.Int("reps", 3, "runs per server and rate; the median is reported")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of this process (the nixboot server) to this file")
+	flag.BoolVar(&v6, "6", false, "DHCPv6: perfdhcp -6 -i (Solicit-Advertise) against dnsmasq's and pxe.Server6's DHCPv6")
 	flag.Parse()
 	if *profile != "" {
 		f, err := os.Create(*profile)
@@ -88,6 +98,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// v6 is the -6 flag: the whole run is DHCPv6.
+var v6 bool
 
 // pinnedEnv marks the process repin started on CPU 1.
 const pinnedEnv = "NIXBOOT_BENCH_DHCP_PINNED"
@@ -171,6 +184,9 @@ func run(ctx context.Context, rateList string, period time.Duration, clients, re
 	}
 	defer os.RemoveAll(tmp)
 
+	if v6 {
+		fmt.Print("DHCPv6: Solicit-Advertise in place of DISCOVER-OFFER below; ")
+	}
 	fmt.Printf("perfdhcp -i (DISCOVER-OFFER), %d clients, %v per run, median of %d runs, GOMAXPROCS=%d, %d CPUs\n", clients, period, reps, runtime.GOMAXPROCS(0), runtime.NumCPU())
 	if os.Getenv(pinnedEnv) != "" {
 		fmt.Println("pinned: perfdhcp on CPU 0, the servers on CPU 1")
@@ -340,6 +356,9 @@ func setup(tag string) (*netns, error) {
 		{"-n", n.srv, "link", "set", "lo", "up"},
 		{"-n", n.cli, "link", "set", "lo", "up"},
 	}
+	if v6 {
+		steps = append(steps, []string{"-n", n.srv, "addr", "add", "fd00:78::1/64", "dev", n.srv, "nodad"})
+	}
 	for i, s := range steps {
 		if out, err := exec.Command("ip", s...).CombinedOutput(); err != nil {
 			return n, fmt.Errorf("ip %s: %v: %s", strings.Join(s, " "), err, out)
@@ -347,6 +366,18 @@ func setup(tag string) (*netns, error) {
 		if i < 2 {
 			n.made = append(n.made, s[2])
 		}
+	}
+	if v6 {
+		// perfdhcp -6 sends from the client's link-local address, usable
+		// once duplicate address detection is done.
+		for range 100 {
+			out, err := exec.Command("ip", "-n", n.cli, "-6", "addr", "show", "dev", n.cli).CombinedOutput()
+			if err == nil && strings.Contains(string(out), "fe80::") && !strings.Contains(string(out), "tentative") {
+				return n, nil
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return n, errors.New("the client's link-local address stayed tentative")
 	}
 	return n, nil
 }
@@ -363,6 +394,11 @@ func perfdhcp(ctx context.Context, n *netns, perf string, rate, clients int, per
 	secs := strconv.FormatFloat(period.Seconds(), 'f', -1, 64)
 	args := []string{"ip", "netns", "exec", n.cli, perf, "-4", "-l", n.cli, "-i",
 		"-r", strconv.Itoa(rate), "-R", strconv.Itoa(clients), "-p", secs, "-W", "500000", "10.78.0.1"}
+	if v6 {
+		// To ff02::1:2 on the link, as clients send.
+		args = []string{"ip", "netns", "exec", n.cli, perf, "-6", "-l", n.cli, "-i",
+			"-r", strconv.Itoa(rate), "-R", strconv.Itoa(clients), "-p", secs, "-W", "500000"}
+	}
 	if os.Getenv(pinnedEnv) != "" {
 		args = append([]string{"taskset", "-c", "0"}, args...)
 	}
@@ -377,7 +413,7 @@ func perfdhcp(ctx context.Context, n *netns, perf string, rate, clients int, per
 }
 
 var (
-	rateRe  = regexp.MustCompile(`(?m)^Rate: ([0-9.]+) DISCOVER-OFFER/second`)
+	rateRe  = regexp.MustCompile(`(?m)^Rate: ([0-9.]+) (?:DISCOVER-OFFER|Solicit-Advertise)/second`)
 	countRe = regexp.MustCompile(`(?m)^(sent packets|received packets|drops): (\d+)`)
 )
 
@@ -410,11 +446,17 @@ func parsePerf(out string) (result, error) {
 func withDnsmasq(ctx context.Context, n *netns, bin, tmp string, f func() (result, error)) (result, error) {
 	leases := filepath.Join(tmp, "dnsmasq.leases")
 	_ = os.Remove(leases)
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.srv, bin, "--no-daemon", "--conf-file=/dev/null",
-		"--port=0", "--interface="+n.srv, "--bind-interfaces",
-		"--dhcp-range=10.78.1.0,10.78.255.254,255.255.0.0,1h", "--dhcp-option=3,10.78.0.1",
-		"--no-ping", "--quiet-dhcp", "--dhcp-lease-max=200000", "--dhcp-leasefile="+leases,
-		"--log-facility="+filepath.Join(tmp, "dnsmasq.log"))
+	args := []string{"netns", "exec", n.srv, bin, "--no-daemon", "--conf-file=/dev/null",
+		"--port=0", "--interface=" + n.srv, "--bind-interfaces",
+		"--no-ping", "--quiet-dhcp", "--dhcp-lease-max=200000", "--dhcp-leasefile=" + leases,
+		"--log-facility=" + filepath.Join(tmp, "dnsmasq.log")}
+	if v6 {
+		// The same /64 and lifetime as pxe.Server6 below, no RAs.
+		args = append(args, "--dhcp-range=fd00:78::1:0,fd00:78::ffff:ffff,64,1h", "--quiet-dhcp6")
+	} else {
+		args = append(args, "--dhcp-range=10.78.1.0,10.78.255.254,255.255.0.0,1h", "--dhcp-option=3,10.78.0.1")
+	}
+	cmd := exec.CommandContext(ctx, "ip", args...)
 	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
 		return result{}, err
@@ -442,14 +484,18 @@ func withDnsmasq(ctx context.Context, n *netns, bin, tmp string, f func() (resul
 func withNixboot(ctx context.Context, n *netns, f func() (result, error)) (result, error) {
 	var conn *net.UDPConn
 	err := inNetns(n.srv, func() error {
-		c, err := pxe.ListenPacket(n.srv, 67)
-		conn = c
+		var err error
+		if v6 {
+			conn, err = pxe.ListenPacket6(n.srv)
+		} else {
+			conn, err = pxe.ListenPacket(n.srv, 67)
+		}
 		return err
 	})
 	if err != nil {
 		return result{}, err
 	}
-	s := &pxe.Server{
+	var s interface{ Serve(context.Context) error } = &pxe.Server{
 		Interface: n.srv,
 		ServerIP:  net.IPv4(10, 78, 0, 1),
 		Conn:      conn,
@@ -461,6 +507,15 @@ func withNixboot(ctx context.Context, n *netns, f func() (result, error)) (resul
 			Router:     []net.IP{net.IPv4(10, 78, 0, 1)},
 			LeaseTime:  time.Hour,
 		},
+	}
+	if v6 {
+		s = &pxe.Server6{
+			Conn:     conn,
+			ServerIP: net.ParseIP("fd00:78::1"),
+			ServerID: &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{0x02, 0, 0, 0, 0x78, 1}},
+			Prefix:   netip.MustParsePrefix("fd00:78::/64"),
+			Lifetime: time.Hour,
+		}
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
