@@ -257,7 +257,14 @@ func (s *Server) Serve(ctx context.Context) error {
 			Allow:     s.DHCPAllow,
 			Deny:      s.DHCPDeny,
 			Logger:    log,
-			Observer:  metrics.ObserveDHCPv6,
+			Observer: func(ex pxe.Exchange6) {
+				metrics.ObserveDHCPv6(ex)
+				// The address lets the TFTP and HTTP requests that
+				// follow from it be told apart by machine.
+				if ex.Addr.IsValid() {
+					tracker.Mark(ex.MAC, ex.Addr, "", PhaseDHCP)
+				}
+			},
 
 			PolicyTimeout: s.DHCPPolicyTimeout,
 		}

@@ -252,9 +252,11 @@ func TestServerDHCPv6(t *testing.T) {
 	}
 	t6, err := net.ListenPacket("udp6", "[::1]:0")
 	require.NoError(t, err)
+	tracker := &netboot.Tracker{}
 	r := startServer(t, &netboot.Server{
 		Inventory:    fx.inv,
 		Files:        netboot.FS(fstest.MapFS{"ipxe.efi": {Data: loader}}),
+		State:        tracker,
 		DHCPv6:       true,
 		DHCPv6Conn:   c6,
 		DHCPv6Prefix: netip.MustParsePrefix("fd00:77::/64"),
@@ -264,10 +266,8 @@ func TestServerDHCPv6(t *testing.T) {
 	client, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
 	require.NoError(t, err)
 	defer client.Close()
-	solicit := func(mac string) *dhcpv6.Message {
-		sol, err := dhcpv6.NewSolicit(mustMAC(t, mac), dhcpv6.WithNetboot, dhcpv6.WithArchType(iana.EFI_X86_64))
-		require.NoError(t, err)
-		_, err = client.WriteTo(sol.ToBytes(), c6.LocalAddr())
+	exchange := func(m *dhcpv6.Message) *dhcpv6.Message {
+		_, err := client.WriteTo(m.ToBytes(), c6.LocalAddr())
 		require.NoError(t, err)
 		require.NoError(t, client.SetReadDeadline(time.Now().Add(time.Second)))
 		buf := make([]byte, 1500)
@@ -276,10 +276,15 @@ func TestServerDHCPv6(t *testing.T) {
 			return nil
 		}
 		require.NoError(t, err)
-		m, err := dhcpv6.MessageFromBytes(buf[:n])
+		reply, err := dhcpv6.MessageFromBytes(buf[:n])
 		require.NoError(t, err)
-		require.Equal(t, sol.TransactionID, m.TransactionID)
-		return m
+		require.Equal(t, m.TransactionID, reply.TransactionID)
+		return reply
+	}
+	solicit := func(mac string) *dhcpv6.Message {
+		sol, err := dhcpv6.NewSolicit(mustMAC(t, mac), dhcpv6.WithNetboot, dhcpv6.WithArchType(iana.EFI_X86_64))
+		require.NoError(t, err)
+		return exchange(sol)
 	}
 	adv := solicit("52:54:00:12:34:56")
 	require.NotNil(t, adv)
@@ -289,6 +294,17 @@ func TestServerDHCPv6(t *testing.T) {
 	require.NotNil(t, addr)
 	assert.True(t, netip.MustParsePrefix("fd00:77::/64").Contains(netip.AddrFrom16([16]byte(addr.IPv6Addr.To16()))), addr.IPv6Addr)
 	assert.Nil(t, solicit("52:54:00:99:99:99"), "a machine the inventory does not know")
+
+	// The Request binds the address, and the boot state knows it.
+	req, err := dhcpv6.NewRequestFromAdvertise(adv, dhcpv6.WithNetboot, dhcpv6.WithArchType(iana.EFI_X86_64))
+	require.NoError(t, err)
+	rep := exchange(req)
+	require.NotNil(t, rep)
+	bound, ok := netip.AddrFromSlice(rep.Options.OneIANA().Options.OneAddress().IPv6Addr)
+	require.True(t, ok)
+	assert.Eventually(t, func() bool {
+		return tracker.MACForIP(bound).String() == "52:54:00:12:34:56"
+	}, 5*time.Second, 20*time.Millisecond, "the tracker maps %s to the machine", bound)
 
 	got, _, err := pinGet(t, t6.LocalAddr().String(), "ipxe.efi", 1468)
 	require.NoError(t, err)

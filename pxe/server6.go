@@ -110,6 +110,9 @@ type Exchange6 struct {
 	// Reply is the message type sent back (inside the Relay-Reply for a
 	// relayed message); 0 for no reply.
 	Reply dhcpv6.MessageType
+	// Addr is the address the reply binds to the client (Request, Renew,
+	// Rebind); the zero Addr when none.
+	Addr netip.Addr
 	// Err is why there was no reply, or ErrPoolExhausted when an address
 	// was asked for and none was free.
 	Err error
@@ -475,6 +478,9 @@ func (st *state6) addresses(req *dhcpv6.Message, clientID dhcpv6.DUID, now time.
 		}
 		out.T1, out.T2 = lt/2, lt*4/5
 		out.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: net.IP(a.AsSlice()), PreferredLifetime: lt, ValidLifetime: lt})
+		if bind && !ex.Addr.IsValid() {
+			ex.Addr = a
+		}
 		for _, held := range ia.Options.Addresses() {
 			if h, ok := netip.AddrFromSlice(held.IPv6Addr); ok && h.Unmap() != a {
 				out.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: held.IPv6Addr})

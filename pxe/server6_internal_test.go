@@ -85,6 +85,10 @@ func TestServer6Exchange(t *testing.T) {
 
 	req, err := dhcpv6.NewRequestFromAdvertise(adv, dhcpv6.WithNetboot, dhcpv6.WithArchType(iana.EFI_X86_64))
 	require.NoError(t, err)
+	var ex Exchange6
+	_, err = st.respond(context.Background(), req.ToBytes(), now, &ex)
+	require.NoError(t, err)
+	assert.Equal(t, addr, ex.Addr, "the bound address, for the Observer")
 	rep := exchange(t, st, req, now)
 	require.NotNil(t, rep)
 	assert.Equal(t, dhcpv6.MessageTypeReply, rep.MessageType)
