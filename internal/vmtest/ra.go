@@ -20,17 +20,20 @@ const raSource = "fe80::1"
 const raInterval = 300 * time.Millisecond
 
 // RouterAdvertisement renders an ICMPv6 router advertisement (RFC 4861
-// section 4.2) with router lifetime 0 (not a default router), no prefix and
-// no managed/other flags, and a source link-layer address option. It is just
-// enough for iPXE to finish IPv6 autoconfiguration at once instead of
-// waiting about 15 s. The checksum is left 0: the kernel fills it in for
-// raw ICMPv6 sockets.
+// section 4.2) from a default router (lifetime 30 minutes), with no
+// managed/other flags, a source link-layer address option and IPv6Prefix as
+// on-link but not for autoconfiguration (L set, A clear). It is just enough
+// for iPXE to finish IPv6 autoconfiguration at once instead of waiting
+// about 15 s. The router matters to OVMF's PXEv6: after DHCPv6 it waits up
+// to 10 s for a default route (PxeBcCheckRouteTable in EDK2) before it
+// fetches the boot file, and there is none on a link without a router. The
+// checksum is left 0: the kernel fills it in for raw ICMPv6 sockets.
 func RouterAdvertisement(src net.HardwareAddr) []byte {
 	b := []byte{
 		134, 0, 0, 0, // type, code, checksum
-		64,   // cur hop limit
-		0,    // flags: neither M nor O, so no DHCPv6
-		0, 0, // router lifetime
+		64,         // cur hop limit
+		0,          // flags: neither M nor O, so no DHCPv6
+		0x07, 0x08, // router lifetime 1800 s
 		0, 0, 0, 0, // reachable time
 		0, 0, 0, 0, // retrans timer
 	}
@@ -38,7 +41,16 @@ func RouterAdvertisement(src net.HardwareAddr) []byte {
 		b = append(b, 1, 1) // option 1 (source link-layer address), length 1 (8 bytes)
 		b = append(b, src...)
 	}
-	return b
+	b = append(b,
+		3, 4, // option 3 (prefix information), length 4 (32 bytes)
+		byte(IPv6Prefix.Bits()),
+		0x80,             // flags: on-link, not autonomous
+		0, 0, 0x0e, 0x10, // valid lifetime 3600 s
+		0, 0, 0x0e, 0x10, // preferred lifetime 3600 s
+		0, 0, 0, 0, // reserved
+	)
+	a := IPv6Prefix.Addr().As16()
+	return append(b, a[:]...)
 }
 
 // startRA sends router advertisements on the bridge until the test ends.
