@@ -152,13 +152,41 @@ func (s *Server6) Serve(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
+	// A fixed set of workers each reads, answers and writes: a Policy call
+	// (up to PolicyTimeout) holds one of them, not the link, and no
+	// goroutine or buffer is made per message.
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	// Policy calls may take up to PolicyTimeout: a bounded number run at
-	// once, so one slow decision does not hold up the link.
-	slots := make(chan struct{}, 32)
+	errc := make(chan error, workers6)
+	for range workers6 {
+		wg.Go(func() { errc <- st.work(ctx, conn) })
+	}
+	wg.Wait()
+	close(errc)
+	if ctx.Err() != nil {
+		return nil
+	}
+	// One worker's read error closed the socket under the others: report
+	// the cause, not the closing.
+	var closed error
+	for err := range errc {
+		switch {
+		case errors.Is(err, net.ErrClosed):
+			closed = err
+		case err != nil:
+			return err
+		}
+	}
+	return closed
+}
+
+// workers6 is how many messages Server6 handles at once.
+const workers6 = 32
+
+// work answers messages from conn until it fails or is closed; the first
+// real read error closes conn for the other workers too.
+func (st *state6) work(ctx context.Context, conn net.PacketConn) error {
+	buf := make([]byte, 1500)
 	for {
-		buf := make([]byte, 1500)
 		n, peer, err := conn.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -170,31 +198,21 @@ func (s *Server6) Serve(ctx context.Context) error {
 			conn.Close()
 			return fmt.Errorf("pxe: DHCPv6 read: %w", err)
 		}
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil
+		ex := Exchange6{}
+		reply, err := st.respond(ctx, buf[:n], time.Now(), &ex)
+		switch {
+		case err != nil:
+			st.log.Debug("pxe: DHCPv6 message not answered", "from", peer, "err", err)
+			ex.Err = err
+		case reply != nil:
+			if _, err := conn.WriteTo(reply, peer); err != nil && ctx.Err() == nil {
+				st.log.Error("pxe: DHCPv6 reply not sent", "to", peer, "err", err)
+				ex.Reply, ex.Err = 0, err
+			}
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			ex := &Exchange6{}
-			reply, err := st.respond(ctx, buf[:n], time.Now(), ex)
-			switch {
-			case err != nil:
-				st.log.Debug("pxe: DHCPv6 message not answered", "from", peer.String(), "err", err)
-				ex.Err = err
-			case reply != nil:
-				if _, err := conn.WriteTo(reply, peer); err != nil && ctx.Err() == nil {
-					st.log.Error("pxe: DHCPv6 reply not sent", "to", peer.String(), "err", err)
-					ex.Reply, ex.Err = 0, err
-				}
-			}
-			if s.Observer != nil {
-				s.Observer(*ex)
-			}
-		}()
+		if st.s.Observer != nil {
+			st.s.Observer(ex)
+		}
 	}
 }
 
