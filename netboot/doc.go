@@ -10,7 +10,7 @@
 //     [CleanName] first: backslashes and leading slashes are accepted, NUL,
 //     control characters and any ".." segment are refused.
 //   - [TFTPServer] is a read-only TFTP server (RFC 1350, RFC 2347 options,
-//     RFC 2348 blksize, RFC 2349 tsize). It checks and rewrites every
+//     RFC 2348 blksize, RFC 2349 tsize and timeout). It checks and rewrites every
 //     request so that block size negotiation is deterministic, caps
 //     concurrent transfers, starts no second transfer for a request the
 //     client sent again before it heard back, uses short timeouts suited to
@@ -26,6 +26,8 @@
 //     per-machine boot script, kernel and initrds under the machine's own
 //     URL (with Range, If-Modified-Since and ETag through
 //     http.ServeContent), a progress beacon, and other files from a Source.
+//     Images an inventory names by [Image] Upstream are fetched by the
+//     server and streamed to the machine, ranges and validators passed on.
 //   - [Inventory] decides what a [Machine] boots ([Boot]). [StaticInventory]
 //     compiles a JSON [Config] (profiles, machines by MAC or UUID, groups
 //     with selectors, a default, an allow-list switch); [FileInventory]
@@ -52,6 +54,9 @@
 //     real Nix client and [Substituter] fetch from. Substituter checks
 //     every signature, hash and size before a store path becomes visible;
 //     examples/netinstall runs it from inside an initrd.
+//   - [Server] runs it all under one lifecycle: HTTP, TFTP (IPv4 and, with
+//     TFTPConn6, IPv6), DHCP in proxy or full mode, and DHCPv6 (pxe.Server6)
+//     with the same boot decisions, boot state and metrics.
 //
 // # Neighbours
 //
@@ -62,7 +67,6 @@
 //
 // # Non-goals
 //
-// TFTP writes and RFC 2349 timeout (left out of the OACK, as the RFC
-// allows), HTTPS termination, and proxying kernels from remote URLs:
-// machines fetch remote images directly.
+// TFTP writes, and HTTPS termination (put a TLS proxy in front, or hand
+// iPXE https:// URLs it fetches itself).
 package netboot
