@@ -77,6 +77,16 @@ type Server struct {
 	// the TFTP boot.ipxe use http://<listener address>, or
 	// http://<ServerIP>:<port> when the listener is on a wildcard address.
 	HTTPURL string
+	// HTTPListener6 is a second HTTP socket serving the same, usually on
+	// [ServerIP6], for machines that boot over IPv6 alone. nil serves none.
+	// Serve closes it.
+	HTTPListener6 net.Listener
+	// HTTPURL6 is the base URL machines reach HTTPListener6 at, e.g.
+	// "http://[fd00::1]:8080": scripts served there use it, and DHCPv6
+	// hands out the script URL and UEFI HTTP boot URLs under it. "" means
+	// http://[<listener address>]:<port> (ServerIP6 for a wildcard
+	// address), or without HTTPListener6 the IPv4 HTTPURL.
+	HTTPURL6 string
 
 	// HTTPStallTimeout is how long a client may leave data the server sent
 	// unacknowledged before its connection is dropped (TCP_USER_TIMEOUT,
@@ -186,7 +196,7 @@ type Server struct {
 func (s *Server) Serve(ctx context.Context) error {
 	log := orDiscard(s.Logger)
 	closeAll := func() {
-		for _, c := range []io.Closer{s.HTTPListener, s.AdminListener, s.TFTPConn, s.TFTPConn6, s.DHCPConn, s.DHCPBootConn, s.DHCPv6Conn} {
+		for _, c := range []io.Closer{s.HTTPListener, s.HTTPListener6, s.AdminListener, s.TFTPConn, s.TFTPConn6, s.DHCPConn, s.DHCPBootConn, s.DHCPv6Conn} {
 			if c != nil {
 				c.Close()
 			}
@@ -238,6 +248,11 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 	}
+	base6, err := s.baseURL6(base)
+	if err != nil {
+		closeAll()
+		return err
+	}
 	var dhcp6 *pxe.Server6
 	if s.DHCPv6 {
 		if s.ServerIP6.To16() == nil || s.ServerIP6.To4() != nil {
@@ -253,7 +268,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			Conn:      s.DHCPv6Conn,
 			ServerIP:  s.ServerIP6,
 			Prefix:    s.DHCPv6Prefix,
-			Policy:    s.bootPolicy(base, tracker),
+			Policy:    s.bootPolicy(base6, tracker),
 			Allow:     s.DHCPAllow,
 			Deny:      s.DHCPDeny,
 			Logger:    log,
@@ -347,8 +362,14 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 		})
 	}
-	if s.HTTPListener != nil {
-		h := &HTTPHandler{Inventory: s.Inventory, Files: s.Files, BaseURL: s.HTTPURL, Client: s.HTTPClient, Tracker: tracker, Observer: observer, Logger: log}
+	for _, l := range []struct {
+		ln   net.Listener
+		base string
+	}{{s.HTTPListener, s.HTTPURL}, {s.HTTPListener6, s.HTTPURL6}} {
+		if l.ln == nil {
+			continue
+		}
+		h := &HTTPHandler{Inventory: s.Inventory, Files: s.Files, BaseURL: l.base, Client: s.HTTPClient, Tracker: tracker, Observer: observer, Logger: log}
 		// Routed by hand, not with http.ServeMux: the mux answers paths such
 		// as "//ipxe.efi" with a redirect, which some UEFI firmware cannot
 		// follow; HTTPHandler cleans names itself.
@@ -358,7 +379,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 			h.ServeHTTP(w, r)
 		})
-		serveHTTP(s.HTTPListener, mux, cmp.Or(s.HTTPStallTimeout, DefaultHTTPStallTimeout))
+		serveHTTP(l.ln, mux, cmp.Or(s.HTTPStallTimeout, DefaultHTTPStallTimeout))
 	}
 	if s.AdminListener != nil {
 		serveHTTP(s.AdminListener, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -373,7 +394,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if dhcp6 != nil {
 		wg.Go(func() { fail(dhcp6.Serve(ctx)) })
 	}
-	log.Info("netboot: serving", "http", base, "tftp", addrOf(s.TFTPConn), "tftp6", addrOf(s.TFTPConn6), "dhcp", s.DHCP.String(), "dhcpv6", s.DHCPv6)
+	log.Info("netboot: serving", "http", base, "http6", base6, "tftp", addrOf(s.TFTPConn), "tftp6", addrOf(s.TFTPConn6), "dhcp", s.DHCP.String(), "dhcpv6", s.DHCPv6)
 	<-ctx.Done()
 	wg.Wait()
 	return first
@@ -397,6 +418,30 @@ func (m DHCPMode) String() string {
 		return "full"
 	}
 	return fmt.Sprintf("DHCPMode(%d)", int(m))
+}
+
+// baseURL6 is the HTTP base URL for machines on IPv6 (see HTTPURL6); base
+// is the IPv4 one.
+func (s *Server) baseURL6(base string) (string, error) {
+	if s.HTTPURL6 != "" {
+		return strings.TrimSuffix(s.HTTPURL6, "/"), nil
+	}
+	if s.HTTPListener6 == nil {
+		return base, nil
+	}
+	ap, err := netip.ParseAddrPort(s.HTTPListener6.Addr().String())
+	if err != nil {
+		return "", fmt.Errorf("%w: cannot derive HTTPURL6 from %s: %v", ErrConfig, s.HTTPListener6.Addr(), err)
+	}
+	host := ap.Addr()
+	if host.IsUnspecified() {
+		ip, ok := netip.AddrFromSlice(s.ServerIP6)
+		if !ok {
+			return "", fmt.Errorf("%w: HTTPListener6 is on a wildcard address: set HTTPURL6 or ServerIP6", ErrConfig)
+		}
+		host = ip
+	}
+	return "http://" + netip.AddrPortFrom(host, ap.Port()).String(), nil
 }
 
 func (s *Server) baseURL() (string, error) {

@@ -252,16 +252,20 @@ func TestServerDHCPv6(t *testing.T) {
 	}
 	t6, err := net.ListenPacket("udp6", "[::1]:0")
 	require.NoError(t, err)
+	h6, err := net.Listen("tcp6", "[::1]:0")
+	require.NoError(t, err)
+	base6 := "http://" + h6.Addr().String()
 	tracker := &netboot.Tracker{}
 	r := startServer(t, &netboot.Server{
-		Inventory:    fx.inv,
-		Files:        netboot.FS(fstest.MapFS{"ipxe.efi": {Data: loader}}),
-		State:        tracker,
-		DHCPv6:       true,
-		DHCPv6Conn:   c6,
-		DHCPv6Prefix: netip.MustParsePrefix("fd00:77::/64"),
-		ServerIP6:    net.IPv6loopback,
-		TFTPConn6:    t6,
+		Inventory:     fx.inv,
+		Files:         netboot.FS(fstest.MapFS{"ipxe.efi": {Data: loader}}),
+		State:         tracker,
+		DHCPv6:        true,
+		DHCPv6Conn:    c6,
+		DHCPv6Prefix:  netip.MustParsePrefix("fd00:77::/64"),
+		ServerIP6:     net.IPv6loopback,
+		TFTPConn6:     t6,
+		HTTPListener6: h6,
 	})
 	client, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
 	require.NoError(t, err)
@@ -295,6 +299,27 @@ func TestServerDHCPv6(t *testing.T) {
 	assert.True(t, netip.MustParsePrefix("fd00:77::/64").Contains(netip.AddrFrom16([16]byte(addr.IPv6Addr.To16()))), addr.IPv6Addr)
 	assert.Nil(t, solicit("52:54:00:99:99:99"), "a machine the inventory does not know")
 
+	// UEFI HTTP boot and iPXE get URLs on the IPv6 HTTP listener, which
+	// serves the loader and the machine's script with IPv6 URLs in it.
+	httpBoot, err := dhcpv6.NewSolicit(mustMAC(t, "52:54:00:12:34:56"), dhcpv6.WithNetboot, dhcpv6.WithArchType(iana.EFI_X86_64_HTTP),
+		dhcpv6.WithOption(&dhcpv6.OptVendorClass{EnterpriseNumber: 343, Data: [][]byte{[]byte("HTTPClient:Arch:00016:UNDI:003000")}}))
+	require.NoError(t, err)
+	adv6 := exchange(httpBoot)
+	require.NotNil(t, adv6)
+	assert.Equal(t, base6+"/ipxe.efi", adv6.Options.BootFileURL())
+	assert.Equal(t, [][]byte{[]byte("HTTPClient")}, adv6.Options.VendorClass(343))
+	resp, body := get(t, adv6.Options.BootFileURL())
+	require.Equal(t, 200, resp.StatusCode)
+	assert.True(t, bytes.Equal(loader, body), "the loader over IPv6 HTTP")
+	ipxeSol, err := dhcpv6.NewSolicit(mustMAC(t, "52:54:00:12:34:56"), dhcpv6.WithNetboot, dhcpv6.WithArchType(iana.EFI_X86_64),
+		dhcpv6.WithUserClass([]byte("iPXE")))
+	require.NoError(t, err)
+	advIPXE := exchange(ipxeSol)
+	require.NotNil(t, advIPXE)
+	assert.Equal(t, base6+"/boot.ipxe", advIPXE.Options.BootFileURL())
+	_, script := get(t, base6+"/boot.ipxe?mac=52:54:00:12:34:56")
+	assert.Contains(t, string(script), "kernel "+base6+"/m/52:54:00:12:34:56/kernel")
+
 	// The Request binds the address, and the boot state knows it.
 	req, err := dhcpv6.NewRequestFromAdvertise(adv, dhcpv6.WithNetboot, dhcpv6.WithArchType(iana.EFI_X86_64))
 	require.NoError(t, err)
@@ -311,7 +336,7 @@ func TestServerDHCPv6(t *testing.T) {
 	assert.True(t, bytes.Equal(loader, got), "the loader over IPv6 TFTP")
 
 	want := []string{
-		`nixboot_dhcpv6_total{reply="advertise",request="solicit"} 1`,
+		`nixboot_dhcpv6_total{reply="advertise",request="solicit"} 3`,
 		`nixboot_dhcpv6_total{reply="none",request="solicit"} 1`,
 	}
 	eventuallyMetrics(t, r.httpURL, want)

@@ -208,6 +208,8 @@ func (st *state6) work(ctx context.Context, conn net.PacketConn) error {
 			if _, err := conn.WriteTo(reply, peer); err != nil && ctx.Err() == nil {
 				st.log.Error("pxe: DHCPv6 reply not sent", "to", peer, "err", err)
 				ex.Reply, ex.Err = 0, err
+			} else if st.log.Enabled(ctx, slog.LevelDebug) {
+				st.log.Debug("pxe: DHCPv6", "from", peer, "mac", ex.MAC.String(), "request", ex.Request, "reply", ex.Reply, "addr", ex.Addr)
 			}
 		}
 		if st.s.Observer != nil {

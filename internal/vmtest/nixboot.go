@@ -51,9 +51,10 @@ type Nixboot struct {
 	// (for lpxelinux.0).
 	PXELinux bool
 	// DHCPv6 also serves IPv6 on the bridge: the address IPv6Server
-	// (IPv6Prefix), pxe.Server6 giving addresses from IPv6Prefix and the
-	// Loaders' loader as tftp://[IPv6Server]/<loader>, and a second TFTP
-	// server with the same files on [IPv6Server]:69.
+	// (IPv6Prefix), DHCPv6 giving addresses from IPv6Prefix and the
+	// Loaders' loader as tftp://[IPv6Server]/<loader> (or an HTTP URL on
+	// IPv6Server for UEFI HTTP boot), TFTP on [IPv6Server]:69 and HTTP on
+	// [IPv6Server]:80.
 	DHCPv6 bool
 
 	// Set by Net.Nixboot.
@@ -192,6 +193,12 @@ func dhcpv6Parts(nb Nixboot, s *netboot.Server) error {
 		s.DHCPv6Conn.Close()
 		return err
 	}
+	if s.HTTPListener6, err = net.Listen("tcp6", net.JoinHostPort(IPv6Server.String(), "80")); err != nil {
+		s.DHCPv6Conn.Close()
+		s.TFTPConn6.Close()
+		return err
+	}
+	s.HTTPURL6 = "http://[" + IPv6Server.String() + "]"
 	return nil
 }
 
