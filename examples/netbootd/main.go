@@ -126,7 +126,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.iface, "interface", "", "network interface to answer DHCP on; DHCP stays off without it")
 	fs.StringVar(&o.dhcp, "dhcp", "", "DHCP mode with -interface: proxy (default) or full; off disables")
 	fs.StringVar(&o.serverIP, "server-ip", "", "this server's IPv4 address on -interface (default: the interface's first)")
-	fs.StringVar(&o.dhcp6, "dhcp6", "", "with -interface: also serve DHCPv6 (UEFI PXE and HTTP boot over IPv6), giving addresses from this prefix (say fd00:77::/64), or \"info\" for boot information only; loaders go over TFTP on [-server-ip6] at -tftp's port")
+	fs.StringVar(&o.dhcp6, "dhcp6", "", "with -interface: also serve DHCPv6 (UEFI PXE and HTTP boot over IPv6), giving addresses from this prefix (say fd00:77::/64), or \"info\" for boot information only; loaders, scripts and kernels go over TFTP and HTTP on [-server-ip6] at -tftp's and -http's ports")
 	fs.StringVar(&o.serverIP6, "server-ip6", "", "this server's IPv6 address on -interface for -dhcp6 (default: the interface's first that is not link-local)")
 	fs.StringVar(&o.subnet, "subnet", "", "full DHCP: subnet in CIDR form (default: the interface's)")
 	fs.StringVar(&o.pool, "range", "", "full DHCP: address pool FIRST-LAST")
@@ -287,6 +287,14 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			return fmt.Errorf("TFTP over IPv6 for -dhcp6: %w", err)
 		}
 		s.TFTPConn6 = pc
+	}
+	if s.DHCPv6 && s.HTTPListener != nil {
+		_, port, _ := net.SplitHostPort(o.httpAddr)
+		ln, err := net.Listen("tcp6", net.JoinHostPort(s.ServerIP6.String(), port))
+		if err != nil {
+			return fmt.Errorf("HTTP over IPv6 for -dhcp6: %w", err)
+		}
+		s.HTTPListener6 = ln
 	}
 	printSummary(s, o, summary)
 
@@ -539,6 +547,9 @@ func printSummary(s *netboot.Server, o options, summary []string) {
 	}
 	if s.TFTPConn != nil {
 		fmt.Printf("  tftp       %s  (loaders, and boot.ipxe chaining to HTTP)\n", s.TFTPConn.LocalAddr())
+	}
+	if s.HTTPListener6 != nil {
+		fmt.Printf("  http6      %s\n", s.HTTPListener6.Addr())
 	}
 	if s.TFTPConn6 != nil {
 		fmt.Printf("  tftp6      %s\n", s.TFTPConn6.LocalAddr())
