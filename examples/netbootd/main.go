@@ -1,12 +1,15 @@
 // Command netbootd is a complete network boot server built on nixboot's
-// netboot package: DHCP (proxy or full, only when asked), TFTP for the iPXE
-// loaders, and HTTP for iPXE scripts, kernels and initrds, with the machines
-// described in a JSON inventory file (see netboot.Config).
+// netboot package: DHCP (proxy or full, only when asked) and DHCPv6, TFTP for
+// the iPXE loaders, and HTTP for iPXE scripts, kernels and initrds, with the
+// machines described in a JSON inventory file (see netboot.Config) or
+// decided by a pixiecore API server.
 //
 //	go run ./examples/netbootd                      # safe demo on loopback, DHCP off
 //	go run ./examples/netbootd -inventory inv.json  # your machines
 //	go run ./examples/netbootd -api http://127.0.0.1:8081  # a pixiecore API server decides
 //	go run ./examples/netbootd -interface br0 -dhcp proxy -http 0.0.0.0:8080 -tftp 0.0.0.0:69
+//	go run ./examples/netbootd -interface br0 -dhcp full -range 10.0.0.100-10.0.0.200 \
+//	  -dhcp6 fd00:77::/64 -http 10.0.0.1:8080 -tftp 10.0.0.1:69  # IPv4 and IPv6
 //
 // Run with no arguments it answers no DHCP and listens only on loopback
 // (HTTP 127.0.0.1:8069, TFTP 127.0.0.1:6969), serving a built-in demo profile
