@@ -1,6 +1,7 @@
 package pxe
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -35,7 +36,8 @@ const (
 // A client's address is derived from its DUID and IAID (a hash into the
 // host part of Prefix), so it gets the same address after the server
 // restarts, with no lease file to lose or corrupt. Bindings are kept in
-// memory for their valid lifetime; two clients whose hashes collide (about
+// memory for their valid lifetime, at most 65,536 of them (then clients
+// without one get NoAddrsAvail until some expire); two clients whose hashes collide (about
 // one pair in 2^63 for a /64, far more often in a small prefix) get
 // different addresses, the second the next free one. An address a client
 // declines is not given out again until the server restarts.
@@ -96,6 +98,8 @@ type Server6 struct {
 	started  bool
 	bindings map[netip.Addr]binding6
 	declined map[netip.Addr]bool
+	// maxBindings is maxBindings6 unless a test sets it.
+	maxBindings int
 }
 
 // Exchange6 is one DHCPv6 message as Server6 handled it, for
@@ -416,7 +420,11 @@ func (st *state6) reply(ctx context.Context, msg dhcpv6.DHCPv6, req *dhcpv6.Mess
 		mods = append(mods, st.addresses(req, clientID, now, true, ex)...)
 		reply, err = dhcpv6.NewReplyFromMessage(req, mods...)
 	case dhcpv6.MessageTypeConfirm:
-		mods = append(mods, dhcpv6.WithOption(st.confirm(req)))
+		status := st.confirm(req)
+		if status == nil {
+			return nil, fmt.Errorf("%w: Confirm without addresses (RFC 8415 18.3.3)", errUnserved6)
+		}
+		mods = append(mods, dhcpv6.WithOption(status))
 		reply, err = dhcpv6.NewReplyFromMessage(req, mods...)
 	case dhcpv6.MessageTypeRelease, dhcpv6.MessageTypeDecline:
 		st.release(req, clientID, t == dhcpv6.MessageTypeDecline)
@@ -513,14 +521,20 @@ func (st *state6) addresses(req *dhcpv6.Message, clientID dhcpv6.DUID, now time.
 
 // confirm answers a Confirm: whether every address the client holds is on
 // this link (RFC 8415 section 18.3.3).
+// A Confirm without addresses gets no reply (nil).
 func (st *state6) confirm(req *dhcpv6.Message) *dhcpv6.OptStatusCode {
+	found := false
 	for _, ia := range req.Options.IANA() {
 		for _, held := range ia.Options.Addresses() {
+			found = true
 			a, ok := netip.AddrFromSlice(held.IPv6Addr)
 			if !ok || !st.s.Prefix.Contains(a) {
 				return &dhcpv6.OptStatusCode{StatusCode: iana.StatusNotOnLink, StatusMessage: "not on this link"}
 			}
 		}
+	}
+	if !found {
+		return nil
 	}
 	return &dhcpv6.OptStatusCode{StatusCode: iana.StatusSuccess}
 }
@@ -573,8 +587,8 @@ func (s *Server6) addressFor(key string, self net.IP, now time.Time, bind bool, 
 			(!taken || b.ia == key || now.After(b.expires))
 		if usable {
 			if bind {
-				if s.bindings == nil {
-					s.bindings = map[netip.Addr]binding6{}
+				if !s.roomFor(a, now) {
+					return netip.Addr{}, false
 				}
 				s.bindings[a] = binding6{ia: key, expires: now.Add(valid)}
 			}
@@ -585,6 +599,29 @@ func (s *Server6) addressFor(key string, self net.IP, now time.Time, bind bool, 
 		}
 	}
 	return netip.Addr{}, false
+}
+
+// maxBindings6 bounds the bindings a Server6 keeps, whatever the size of
+// its prefix: clients inventing DUIDs must not grow its memory without end.
+const maxBindings6 = 1 << 16
+
+// roomFor reports whether a binding for a may be stored: it replaces one,
+// or there is room, after dropping expired ones if need be. The caller
+// holds s.mu.
+func (s *Server6) roomFor(a netip.Addr, now time.Time) bool {
+	if s.bindings == nil {
+		s.bindings = map[netip.Addr]binding6{}
+	}
+	limit := cmp.Or(s.maxBindings, maxBindings6)
+	if _, ok := s.bindings[a]; ok || len(s.bindings) < limit {
+		return true
+	}
+	for k, b := range s.bindings {
+		if now.After(b.expires) {
+			delete(s.bindings, k)
+		}
+	}
+	return len(s.bindings) < limit
 }
 
 // hashedAddr puts a hash of key into the host part of p.

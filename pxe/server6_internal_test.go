@@ -362,3 +362,46 @@ func TestServer6Relay(t *testing.T) {
 	_, err = st.respond(context.Background(), relayed("fd00:77::2", 1), now, nil)
 	assert.ErrorIs(t, err, ErrIgnore, "Deny applies to the MAC a relay reports")
 }
+
+// The bindings a server keeps are bounded: past the limit, new clients get
+// NoAddrsAvail until bindings expire; clients already bound keep theirs.
+// A Confirm without addresses gets no reply.
+func TestServer6BindingLimit(t *testing.T) {
+	now := time.Now()
+	st := testServer6(t, "fd00:77::/64")
+	st.s.maxBindings = 3
+	request := func(i int, at time.Time) *dhcpv6.Message {
+		sol := solicit6(t, net.HardwareAddr{0x52, 0x54, 0, 0, 1, byte(i)})
+		adv := exchange(t, st, sol, at)
+		require.NotNil(t, adv)
+		req, err := dhcpv6.NewRequestFromAdvertise(adv)
+		require.NoError(t, err)
+		rep := exchange(t, st, req, at)
+		require.NotNil(t, rep)
+		return rep
+	}
+	var first *dhcpv6.Message
+	for i := range 3 {
+		rep := request(i, now)
+		assert.Nil(t, rep.Options.OneIANA().Options.Status(), "client %d", i)
+		if i == 0 {
+			first = rep
+		}
+	}
+	full := request(3, now)
+	require.NotNil(t, full.Options.OneIANA().Options.Status())
+	assert.Equal(t, iana.StatusNoAddrsAvail, full.Options.OneIANA().Options.Status().StatusCode)
+	assert.Len(t, st.s.bindings, 3)
+	again := request(0, now)
+	assert.Equal(t, iaAddr(t, first), iaAddr(t, again), "a bound client renews within the limit")
+	later := request(3, now.Add(DefaultLifetime6+time.Minute))
+	assert.Nil(t, later.Options.OneIANA().Options.Status(), "expired bindings make room")
+
+	m, err := dhcpv6.NewMessage()
+	require.NoError(t, err)
+	m.MessageType = dhcpv6.MessageTypeConfirm
+	m.AddOption(dhcpv6.OptClientID(&dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.HardwareAddr{0x52, 0x54, 0, 0, 1, 1}}))
+	b, err := st.respond(context.Background(), m.ToBytes(), now, nil)
+	assert.Nil(t, b)
+	assert.ErrorIs(t, err, errUnserved6)
+}
