@@ -32,3 +32,16 @@ func UDPRcvbufErrors(snmp []byte) (int, error) {
 	}
 	return 0, errors.New("netstat: no Udp counters")
 }
+
+// UDP6RcvbufErrors returns the Udp6RcvbufErrors counter from the content
+// of /proc/net/snmp6 (or /proc/thread-self/net/snmp6): the IPv6 datagrams
+// dropped because a socket's receive buffer was full.
+func UDP6RcvbufErrors(snmp6 []byte) (int, error) {
+	for line := range strings.SplitSeq(string(snmp6), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == "Udp6RcvbufErrors" {
+			return strconv.Atoi(f[1])
+		}
+	}
+	return 0, errors.New("netstat: no Udp6RcvbufErrors counter")
+}

@@ -26,3 +26,20 @@ func TestUDPRcvbufErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestUDP6RcvbufErrors(t *testing.T) {
+	n, err := UDP6RcvbufErrors([]byte("Udp6InDatagrams                 \t12\nUdp6RcvbufErrors                \t7\nUdp6SndbufErrors\t0\n"))
+	if err != nil || n != 7 {
+		t.Fatalf("got %d, %v; want 7", n, err)
+	}
+	for _, bad := range []string{"", "Udp6RcvbufErrors x\n", "Udp6InDatagrams 1\n"} {
+		if _, err := UDP6RcvbufErrors([]byte(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	if b, err := os.ReadFile("/proc/net/snmp6"); err == nil {
+		if _, err := UDP6RcvbufErrors(b); err != nil {
+			t.Errorf("/proc/net/snmp6: %v", err)
+		}
+	}
+}
