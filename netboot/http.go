@@ -308,7 +308,8 @@ func (h *HTTPHandler) serveBeacon(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
-// serveImage serves /m/<mac>/kernel and /m/<mac>/initrd/<n>.
+// serveImage serves /m/<mac>/kernel, /m/<mac>/initrd/<n> and
+// /m/<mac>/file/<n>.
 func (h *HTTPHandler) serveImage(w http.ResponseWriter, r *http.Request) error {
 	rest := strings.TrimPrefix(r.URL.Path, machinePrefix)
 	macStr, kind, _ := strings.Cut(rest, "/")
@@ -335,21 +336,30 @@ func (h *HTTPHandler) serveImage(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("%w: %s", fs.ErrNotExist, r.URL.Path)
 		}
 		img, phase = b.Initrds[i], PhaseInitrd
+	case strings.HasPrefix(kind, "file/"):
+		i, err := strconv.Atoi(strings.TrimPrefix(kind, "file/"))
+		if err != nil || i < 0 || i >= len(b.Files) {
+			http.NotFound(w, r)
+			return fmt.Errorf("%w: %s", fs.ErrNotExist, r.URL.Path)
+		}
+		img, phase = b.Files[i], "" // no boot phase of its own
 	default:
 		http.NotFound(w, r)
 		return fmt.Errorf("%w: %s", fs.ErrNotExist, r.URL.Path)
 	}
+	what := cmp.Or(string(phase), "file")
+	mark := h.Tracker != nil && r.Method == http.MethodGet && phase != ""
 	if img.Upstream != "" {
-		if h.Tracker != nil && r.Method == http.MethodGet {
+		if mark {
 			h.Tracker.Mark(m.MAC, m.IP, b.Profile, phase)
 		}
 		n, err := h.proxyImage(w, r, img.Upstream)
 		attrs := []any{"mac", m.MAC.String(), "profile", b.Profile, "upstream", redactURL(img.Upstream), "bytes", n, "range", r.Header.Get("Range")}
 		if err != nil {
-			h.log().Error("http: "+string(phase)+" from upstream failed", append(attrs, "err", err)...)
+			h.log().Error("http: "+what+" from upstream failed", append(attrs, "err", err)...)
 			return err
 		}
-		h.log().Info("http: "+string(phase), attrs...)
+		h.log().Info("http: "+what, attrs...)
 		return nil
 	}
 	if img.Path == "" {
@@ -363,10 +373,10 @@ func (h *HTTPHandler) serveImage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer f.close()
-	if h.Tracker != nil && r.Method == http.MethodGet {
+	if mark {
 		h.Tracker.Mark(m.MAC, m.IP, b.Profile, phase)
 	}
-	h.log().Info("http: "+string(phase), "mac", m.MAC.String(), "profile", b.Profile, "file", img.Path, "bytes", f.Size, "range", r.Header.Get("Range"))
+	h.log().Info("http: "+what, "mac", m.MAC.String(), "profile", b.Profile, "file", img.Path, "bytes", f.Size, "range", r.Header.Get("Range"))
 	serveFile(w, r, f)
 	return nil
 }

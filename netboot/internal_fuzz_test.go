@@ -85,21 +85,22 @@ func FuzzPixiecoreAPIResponse(f *testing.F) {
 	}
 	f.Add([]byte(`{"kernel":"/files/k","initrd":["http://10.0.0.9/i1","i2"],"cmdline":"console=ttyS0 quiet","message":"hello"}`))
 	f.Add([]byte(`{"kernel":"file://` + root + `/k","initrd":["file:///etc/passwd"]}`))
-	f.Add([]byte(`{"kernel":"https://x/k","cmdline":"a={{ URL \"https://x/c\" }}"}`))
+	f.Add([]byte(`{"kernel":"https://x/k","cmdline":"a={{ URL \"https://x/c\" }} b={{URL ` + "`/d`" + `}} c={{ ID \"x\" }}"}`))
 	f.Add([]byte(`{"kernel":"file://` + root + `/../k","cmdline":"a=\"b c\" d"}`))
 	f.Add([]byte(`{"kernel":"ftp://x/k","message":"a\nb"}`))
 	from, err := url.Parse("http://api.example:8081/v1/boot/52:54:00:00:00:01")
 	if err != nil {
 		f.Fatal(err)
 	}
-	p := &PixiecoreAPI{FileRoot: root}
+	p := &PixiecoreAPI{FileRoot: root, ServerURL: "http://10.0.0.1:8080"}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		b, err := p.parseResponse(body, from)
+		b, err := p.parseResponse(body, from, "52:54:00:00:00:01")
 		if err != nil {
 			require.ErrorIs(t, err, ErrBackend)
 			return
 		}
-		for _, img := range append([]Image{b.Kernel}, b.Initrds...) {
+		require.LessOrEqual(t, len(b.Files), maxAPIFiles)
+		for _, img := range append(append([]Image{b.Kernel}, b.Initrds...), b.Files...) {
 			switch {
 			case img.Upstream != "":
 				assert.Empty(t, img.URL+img.Path)

@@ -78,6 +78,10 @@ type Boot struct {
 	Profile string  // the profile's name, for logs and boot state
 	Kernel  Image   // required
 	Initrds []Image // in load order
+	// Files are further images the machine fetches itself by URL, such as
+	// a configuration named on its command line: HTTPHandler serves Path
+	// and Upstream ones at <base>/m/<mac>/file/<n>.
+	Files   []Image
 	Args    ipxe.Args
 	Message string // shown by the boot script; "" for none
 	// Script, when set, replaces the generated boot script. It is executed

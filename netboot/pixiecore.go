@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -40,8 +42,9 @@ const (
 // this server, and the API's URLs may be HTTPS or reachable from the server
 // alone. Set Direct to have machines fetch them from the API's URLs
 // instead. file:// URLs name files on the server's disk, under FileRoot
-// only. Pixiecore's cmdline template functions ({{ URL "..." }}) are not
-// supported: such an answer is refused with ErrBackend, not booted with
+// only. Pixiecore's {{ URL "..." }} in a cmdline becomes a URL on this
+// server (see ServerURL) that streams the named file; any other template
+// (pixiecore's {{ ID }}, say) is refused with ErrBackend, never booted with
 // the braces in the command line.
 //
 // A slow backend must never stall a boot: each call is bounded by Timeout,
@@ -65,6 +68,11 @@ type PixiecoreAPI struct {
 	// (Image.Upstream). https:// URLs are refused then: iPXE builds
 	// without HTTPS support are common.
 	Direct bool
+	// ServerURL is the base URL machines reach this server's HTTPHandler at
+	// (Server.HTTPURL), for pixiecore's {{ URL "..." }} in a cmdline: each
+	// becomes <ServerURL>/m/<mac>/file/<n>, where the server streams the
+	// named file (Boot.Files). "" refuses cmdlines with templates.
+	ServerURL string
 	// FileRoot, when set, lets the API name files on the server's disk with
 	// file:// URLs, as pixiecore allows. Only regular files under FileRoot
 	// (after resolving symbolic links) are served, so an answer cannot
@@ -159,6 +167,7 @@ func cloneBoot(b *Boot) *Boot {
 	}
 	c := *b
 	c.Initrds = append([]Image(nil), b.Initrds...)
+	c.Files = append([]Image(nil), b.Files...)
 	c.Args = append(ipxe.Args(nil), b.Args...)
 	return &c
 }
@@ -197,18 +206,24 @@ func (p *PixiecoreAPI) fetch(ctx context.Context, mac string) (*Boot, error) {
 	if len(body) > maxAPIResponse {
 		return nil, fmt.Errorf("%w: GET %s: response larger than %d bytes", ErrBackend, u, maxAPIResponse)
 	}
-	return p.parseResponse(body, u)
+	return p.parseResponse(body, u, mac)
 }
 
-// parseResponse turns a pixiecore API answer into a Boot, resolving URLs
-// against the request URL.
-func (p *PixiecoreAPI) parseResponse(body []byte, from *url.URL) (*Boot, error) {
+// urlCall matches pixiecore's cmdline template call {{ URL "..." }}, the
+// argument a Go string literal (interpreted or raw). No other template
+// syntax is taken: a general template engine would let an answer run
+// printf with any width, or loops.
+var urlCall = regexp.MustCompile("\\{\\{\\s*URL\\s+(\"(?:[^\"\\\\]|\\\\.)*\"|`[^`]*`)\\s*\\}\\}")
+
+// maxAPIFiles bounds the {{ URL }} calls of one cmdline.
+const maxAPIFiles = 16
+
+// parseResponse turns a pixiecore API answer for the machine mac into a
+// Boot, resolving URLs against the request URL.
+func (p *PixiecoreAPI) parseResponse(body []byte, from *url.URL, mac string) (*Boot, error) {
 	var r apiResponse
 	if err := json.Unmarshal(body, &r); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrBackend, from, err)
-	}
-	if strings.Contains(r.Cmdline, "{{") {
-		return nil, fmt.Errorf("%w: %s: cmdline %q uses pixiecore's template functions, which are not supported", ErrBackend, from, short(r.Cmdline))
 	}
 	resolve := func(field, s string) (Image, error) {
 		ref, err := url.Parse(s)
@@ -243,7 +258,11 @@ func (p *PixiecoreAPI) parseResponse(body []byte, from *url.URL) (*Boot, error) 
 		img.Name = fmt.Sprintf("initrd%d", i)
 		b.Initrds = append(b.Initrds, img)
 	}
-	args, err := ipxe.ParseArgs(r.Cmdline)
+	cmdline, err := p.expandURLs(r.Cmdline, mac, b, resolve)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: cmdline: %w", ErrBackend, from, err)
+	}
+	args, err := ipxe.ParseArgs(cmdline)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: cmdline: %w", ErrBackend, from, err)
 	}
@@ -255,6 +274,49 @@ func (p *PixiecoreAPI) parseResponse(body []byte, from *url.URL) (*Boot, error) 
 		}
 	}
 	return b, nil
+}
+
+// expandURLs replaces each {{ URL "..." }} of cmdline with the machine's
+// URL for the file it names, which it adds to b.Files; with Direct, an
+// http:// URL stays as it is, as pixiecore would not proxy it either.
+func (p *PixiecoreAPI) expandURLs(cmdline, mac string, b *Boot, resolve func(field, s string) (Image, error)) (string, error) {
+	if !strings.Contains(cmdline, "{{") {
+		return cmdline, nil
+	}
+	if p.ServerURL == "" {
+		return "", fmt.Errorf("%q uses pixiecore's {{ URL }}, which needs PixiecoreAPI.ServerURL", short(cmdline))
+	}
+	var err error
+	out := urlCall.ReplaceAllStringFunc(cmdline, func(call string) string {
+		if err != nil {
+			return ""
+		}
+		var target string
+		if target, err = strconv.Unquote(urlCall.FindStringSubmatch(call)[1]); err != nil {
+			err = fmt.Errorf("%s: %w", short(call), err)
+			return ""
+		}
+		var img Image
+		if img, err = resolve("{{ URL }}", target); err != nil {
+			return ""
+		}
+		if img.URL != "" {
+			return img.URL
+		}
+		if len(b.Files) == maxAPIFiles {
+			err = fmt.Errorf("more than %d {{ URL }} calls", maxAPIFiles)
+			return ""
+		}
+		b.Files = append(b.Files, img)
+		return strings.TrimSuffix(p.ServerURL, "/") + machinePrefix + mac + "/file/" + strconv.Itoa(len(b.Files)-1)
+	})
+	if err != nil {
+		return "", err
+	}
+	if strings.Contains(out, "{{") {
+		return "", fmt.Errorf("%q uses a template function other than URL, which is not supported", short(cmdline))
+	}
+	return out, nil
 }
 
 // localFile is the file a file:// URL names, with symbolic links resolved,

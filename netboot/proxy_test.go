@@ -33,7 +33,7 @@ func TestPixiecoreAPIProxy(t *testing.T) {
 		reqs <- r.Clone(context.Background())
 		switch r.URL.Path {
 		case "/v1/boot/52:54:00:00:00:01":
-			w.Write([]byte(`{"kernel":"/files/kernel","initrd":["/files/initrd","/files/broken","/files/gzip","/files/cut"],"cmdline":"console=ttyS0"}`))
+			w.Write([]byte(`{"kernel":"/files/kernel","initrd":["/files/initrd","/files/broken","/files/gzip","/files/cut"],"cmdline":"console=ttyS0 cfg={{ URL \"/files/initrd\" }}"}`))
 		case "/files/kernel":
 			w.Header().Set("ETag", `"k1"`)
 			http.ServeContent(w, r, "", modTime, bytes.NewReader(kernel))
@@ -50,9 +50,11 @@ func TestPixiecoreAPIProxy(t *testing.T) {
 		}
 	}))
 	defer upstream.Close()
-	h := &netboot.HTTPHandler{Inventory: &netboot.PixiecoreAPI{BaseURL: upstream.URL}}
+	api := &netboot.PixiecoreAPI{BaseURL: upstream.URL}
+	h := &netboot.HTTPHandler{Inventory: api}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
+	api.ServerURL = srv.URL
 	m := &netboot.Machine{MAC: mustMAC(t, "52:54:00:00:00:01")}
 	b, err := h.Inventory.Boot(t.Context(), m)
 	require.NoError(t, err)
@@ -103,6 +105,16 @@ func TestPixiecoreAPIProxy(t *testing.T) {
 		assert.Equal(t, "bytes=1000-1999", upstreamReqs[0].Header.Get("Range"))
 		assert.Empty(t, upstreamReqs[0].Header.Get("Cookie"), "the machine's other headers stay with the server")
 		assert.Equal(t, "identity", upstreamReqs[0].Header.Get("Accept-Encoding"))
+	})
+	t.Run("a file the cmdline names", func(t *testing.T) {
+		cfg, ok := b.Args.Get("cfg")
+		require.True(t, ok, "%s", b.Args)
+		require.Equal(t, srv.URL+"/m/52:54:00:00:00:01/file/0", cfg.String())
+		resp, body := get(t, http.MethodGet, cfg.String())
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.True(t, bytes.Equal(initrd, body), "%d bytes", len(body))
+		resp, _ = get(t, http.MethodGet, srv.URL+"/m/52:54:00:00:00:01/file/1")
+		assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 	})
 	t.Run("head and conditional", func(t *testing.T) {
 		resp, body := get(t, http.MethodHead, spec.Kernel)
@@ -170,7 +182,7 @@ func TestPixiecoreAPIFiles(t *testing.T) {
 		"52:54:00:00:00:03": "outside FileRoot",
 		"52:54:00:00:00:04": "not a regular file",
 		"52:54:00:00:00:05": "another host",
-		"52:54:00:00:00:06": "template functions",
+		"52:54:00:00:00:06": "needs PixiecoreAPI.ServerURL",
 	} {
 		_, err := boot(p, mac)
 		require.ErrorIs(t, err, netboot.ErrBackend, mac)
@@ -185,4 +197,52 @@ func TestPixiecoreAPIFiles(t *testing.T) {
 	assert.Equal(t, "https://files.local/k", b.Kernel.Upstream, "HTTPS is the server's business, not the machine's")
 	_, err = boot(&netboot.PixiecoreAPI{BaseURL: api.URL, Direct: true}, "52:54:00:00:00:07")
 	assert.ErrorIs(t, err, netboot.ErrBackend, "a machine told to fetch HTTPS itself")
+}
+
+// pixiecore's {{ URL "..." }} becomes a URL on this server for each file,
+// relative ones resolved against the API; with Direct an http:// one stays
+// itself; anything else in braces is refused.
+func TestPixiecoreAPITemplates(t *testing.T) {
+	answers := map[string]string{
+		"52:54:00:00:00:01": `{"kernel":"/k","cmdline":"a={{ URL \"https://files.local/cc\" }} b={{URL ` + "`/rel`" + `}}"}`,
+		"52:54:00:00:00:02": `{"kernel":"/k","cmdline":"a={{ ID \"x\" }}"}`,
+		"52:54:00:00:00:03": `{"kernel":"/k","cmdline":"a={{ URL \"ftp://x/y\" }}"}`,
+		"52:54:00:00:00:04": `{"kernel":"/k","cmdline":"a={{ URL \"http://files.local/cc\" }}"}`,
+		"52:54:00:00:00:05": `{"kernel":"/k","cmdline":"a={{ URL \"unterminated }}"}`,
+		"52:54:00:00:00:06": `{"kernel":"/k","cmdline":"` + strings.Repeat(`{{ URL \"/f\" }} `, 17) + `"}`,
+	}
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, ok := answers[strings.TrimPrefix(r.URL.Path, "/v1/boot/")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(a))
+	}))
+	defer api.Close()
+	boot := func(p *netboot.PixiecoreAPI, mac string) (*netboot.Boot, error) {
+		return p.Boot(t.Context(), &netboot.Machine{MAC: mustMAC(t, mac)})
+	}
+	p := &netboot.PixiecoreAPI{BaseURL: api.URL, ServerURL: "http://10.0.0.1:8080/"}
+	b, err := boot(p, "52:54:00:00:00:01")
+	require.NoError(t, err)
+	assert.Equal(t, "a=http://10.0.0.1:8080/m/52:54:00:00:00:01/file/0 b=http://10.0.0.1:8080/m/52:54:00:00:00:01/file/1", b.Args.String())
+	require.Len(t, b.Files, 2)
+	assert.Equal(t, "https://files.local/cc", b.Files[0].Upstream)
+	assert.Equal(t, api.URL+"/rel", b.Files[1].Upstream)
+	for mac, why := range map[string]string{
+		"52:54:00:00:00:02": "other than URL",
+		"52:54:00:00:00:03": "not an http URL",
+		"52:54:00:00:00:05": "other than URL",
+		"52:54:00:00:00:06": "more than 16",
+	} {
+		_, err := boot(p, mac)
+		require.ErrorIs(t, err, netboot.ErrBackend, mac)
+		assert.Contains(t, err.Error(), why, mac)
+	}
+	direct := &netboot.PixiecoreAPI{BaseURL: api.URL, ServerURL: "http://10.0.0.1:8080", Direct: true}
+	b, err = boot(direct, "52:54:00:00:00:04")
+	require.NoError(t, err)
+	assert.Equal(t, "a=http://files.local/cc", b.Args.String())
+	assert.Empty(t, b.Files)
 }

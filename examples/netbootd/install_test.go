@@ -273,7 +273,7 @@ func TestAPIFlag(t *testing.T) {
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v1/boot/52:54:00:12:34:56":
-			io.WriteString(w, `{"kernel":"/files/kernel","cmdline":"console=ttyS0"}`)
+			io.WriteString(w, `{"kernel":"/files/kernel","cmdline":"console=ttyS0 cfg={{ URL \"/files/kernel\" }}"}`)
 		case "/files/kernel":
 			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(kernel))
 		default:
@@ -289,7 +289,7 @@ func TestAPIFlag(t *testing.T) {
 	code, script := get(t, base+"/boot.ipxe?mac=52:54:00:12:34:56&arch=x86_64")
 	require.Equal(t, http.StatusOK, code, script)
 	kernelURL := base + "/m/52:54:00:12:34:56/kernel?arch=x86_64"
-	assert.Contains(t, script, "kernel "+kernelURL+" console=ttyS0\n")
+	assert.Contains(t, script, "kernel "+kernelURL+" console=ttyS0 cfg="+base+"/m/52:54:00:12:34:56/file/0\n")
 	assert.NotContains(t, script, api.URL)
 	code, got := get(t, kernelURL)
 	require.Equal(t, http.StatusOK, code)

@@ -176,7 +176,15 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("-api %q is not an http:// or https:// URL", o.api)
 		}
-		s.Inventory = &netboot.PixiecoreAPI{BaseURL: o.api, FileRoot: o.apiFiles, Direct: o.apiDirect, Logger: log}
+		// pixiecore's {{ URL }} in a cmdline needs the URL machines reach
+		// this server at: -url, or -http when it names an address.
+		serverURL := o.httpURL
+		if host, _, err := net.SplitHostPort(o.httpAddr); serverURL == "" && err == nil {
+			if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+				serverURL = "http://" + o.httpAddr
+			}
+		}
+		s.Inventory = &netboot.PixiecoreAPI{BaseURL: o.api, ServerURL: serverURL, FileRoot: o.apiFiles, Direct: o.apiDirect, Logger: log}
 		summary = append(summary, "inventory  pixiecore API "+o.api)
 	} else if o.inventory != "" {
 		fi := &netboot.FileInventory{Path: o.inventory, Logger: log}
