@@ -159,15 +159,7 @@ func TestPixiecoreAPIFiles(t *testing.T) {
 		"52:54:00:00:00:06": `{"kernel":"/k","cmdline":"cloud-config-url={{ URL \"https://files.local/cc\" }}"}`,
 		"52:54:00:00:00:07": `{"kernel":"https://files.local/k"}`,
 	}
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, ok := answers[strings.TrimPrefix(r.URL.Path, "/v1/boot/")]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write([]byte(a))
-	}))
-	defer api.Close()
+	api := fakeAPI(t, answers)
 	boot := func(p *netboot.PixiecoreAPI, mac string) (*netboot.Boot, error) {
 		return p.Boot(t.Context(), &netboot.Machine{MAC: mustMAC(t, mac)})
 	}
@@ -211,15 +203,7 @@ func TestPixiecoreAPITemplates(t *testing.T) {
 		"52:54:00:00:00:05": `{"kernel":"/k","cmdline":"a={{ URL \"unterminated }}"}`,
 		"52:54:00:00:00:06": `{"kernel":"/k","cmdline":"` + strings.Repeat(`{{ URL \"/f\" }} `, 17) + `"}`,
 	}
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, ok := answers[strings.TrimPrefix(r.URL.Path, "/v1/boot/")]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write([]byte(a))
-	}))
-	defer api.Close()
+	api := fakeAPI(t, answers)
 	boot := func(p *netboot.PixiecoreAPI, mac string) (*netboot.Boot, error) {
 		return p.Boot(t.Context(), &netboot.Machine{MAC: mustMAC(t, mac)})
 	}
@@ -245,4 +229,19 @@ func TestPixiecoreAPITemplates(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "a=http://files.local/cc", b.Args.String())
 	assert.Empty(t, b.Files)
+}
+
+// fakeAPI is a pixiecore API server answering /v1/boot/<mac> from answers
+// (404 for others) until the test ends.
+func fakeAPI(t *testing.T, answers map[string]string) *httptest.Server {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, ok := answers[strings.TrimPrefix(r.URL.Path, "/v1/boot/")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(a))
+	}))
+	t.Cleanup(api.Close)
+	return api
 }
