@@ -429,19 +429,7 @@ func (s *Server) baseURL6(base string) (string, error) {
 	if s.HTTPListener6 == nil {
 		return base, nil
 	}
-	ap, err := netip.ParseAddrPort(s.HTTPListener6.Addr().String())
-	if err != nil {
-		return "", fmt.Errorf("%w: cannot derive HTTPURL6 from %s: %v", ErrConfig, s.HTTPListener6.Addr(), err)
-	}
-	host := ap.Addr()
-	if host.IsUnspecified() {
-		ip, ok := netip.AddrFromSlice(s.ServerIP6)
-		if !ok {
-			return "", fmt.Errorf("%w: HTTPListener6 is on a wildcard address: set HTTPURL6 or ServerIP6", ErrConfig)
-		}
-		host = ip
-	}
-	return "http://" + netip.AddrPortFrom(host, ap.Port()).String(), nil
+	return listenerURL(s.HTTPListener6, s.ServerIP6, "HTTPListener6", "HTTPURL6 or ServerIP6")
 }
 
 func (s *Server) baseURL() (string, error) {
@@ -454,17 +442,23 @@ func (s *Server) baseURL() (string, error) {
 	if s.DHCP == DHCPOff && s.TFTPConn == nil {
 		return "", nil // only the HTTP handler needs it, and it has Host
 	}
-	ap, err := netip.ParseAddrPort(s.HTTPListener.Addr().String())
+	return listenerURL(s.HTTPListener, s.ServerIP, "HTTPListener", "HTTPURL or ServerIP")
+}
+
+// listenerURL is the http:// base URL of ln, with the address ip in place
+// of a wildcard one; the names are the fields for the error messages.
+func listenerURL(ln net.Listener, ip net.IP, lnField, fix string) (string, error) {
+	ap, err := netip.ParseAddrPort(ln.Addr().String())
 	if err != nil {
-		return "", fmt.Errorf("%w: cannot derive HTTPURL from %s: %v", ErrConfig, s.HTTPListener.Addr(), err)
+		return "", fmt.Errorf("%w: cannot derive a URL from %s %s: %v", ErrConfig, lnField, ln.Addr(), err)
 	}
 	host := ap.Addr().Unmap()
 	if host.IsUnspecified() {
-		ip, ok := netip.AddrFromSlice(s.ServerIP)
+		a, ok := netip.AddrFromSlice(ip)
 		if !ok {
-			return "", fmt.Errorf("%w: HTTPListener is on a wildcard address: set HTTPURL or ServerIP", ErrConfig)
+			return "", fmt.Errorf("%w: %s is on a wildcard address: set %s", ErrConfig, lnField, fix)
 		}
-		host = ip.Unmap()
+		host = a.Unmap()
 	}
 	return "http://" + netip.AddrPortFrom(host, ap.Port()).String(), nil
 }

@@ -168,8 +168,7 @@ type state struct {
 	log     *slog.Logger
 	policy  Policy
 	timeout time.Duration
-	allow   map[string]bool
-	deny    map[string]bool
+	macs    macFilter
 	table   *leaseTable
 	// builtin is set when policy is Loaders, which neither blocks nor
 	// reads its context: it is called without a per-call timer.
@@ -308,16 +307,7 @@ func (s *Server) prepare() (*state, error) {
 	if s.Conn == nil && s.Interface == "" {
 		return nil, fmt.Errorf("%w: Server needs Interface or Conn", ErrConfig)
 	}
-	if len(s.Allow) > 0 {
-		st.allow = map[string]bool{}
-		for _, m := range s.Allow {
-			st.allow[m.String()] = true
-		}
-	}
-	st.deny = map[string]bool{}
-	for _, m := range s.Deny {
-		st.deny[m.String()] = true
-	}
+	st.macs = newMACFilter(s.Allow, s.Deny)
 	switch s.Policy.(type) {
 	case Loaders, *Loaders:
 		st.builtin = true
@@ -688,24 +678,13 @@ func replyAddr(req *dhcpv4.DHCPv4, peer net.Addr, addr *net.UDPAddr) net.Addr {
 	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
 }
 
-func (st *state) allowed(mac net.HardwareAddr) bool {
-	if st.allow == nil && len(st.deny) == 0 {
-		return true
-	}
-	k := mac.String()
-	if st.deny[k] {
-		return false
-	}
-	return st.allow == nil || st.allow[k]
-}
-
 // respondClient computes the reply to req, classified as c, cerr (nil for
 // no reply), building it in sc and serialising it into dst's memory.
 func (st *state) respondClient(ctx context.Context, sc *scratch, req *dhcpv4.DHCPv4, c Client, cerr error, boot bool, dst []byte) ([]byte, error) {
 	if req.OpCode != dhcpv4.OpcodeBootRequest {
 		return nil, ErrNotRequest
 	}
-	if !st.allowed(c.MAC) {
+	if !st.macs.allowed(c.MAC) {
 		return nil, fmt.Errorf("pxe: %s not allowed", c.MAC)
 	}
 	if c.MessageType == dhcpv4.MessageTypeNone {

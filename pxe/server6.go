@@ -143,9 +143,7 @@ func (s *Server6) Serve(ctx context.Context) error {
 	s.mu.Unlock()
 	st, err := s.prepare()
 	if err != nil {
-		if s.Conn != nil {
-			s.Conn.Close()
-		}
+		closeAll(s.Conn)
 		return err
 	}
 	conn := s.Conn
@@ -230,8 +228,7 @@ type state6 struct {
 	serverID dhcpv6.DUID
 	timeout  time.Duration
 	lifetime time.Duration
-	allow    map[string]bool
-	deny     map[string]bool
+	macs     macFilter
 }
 
 func (s *Server6) prepare() (*state6, error) {
@@ -285,16 +282,8 @@ func (s *Server6) prepare() (*state6, error) {
 		}
 		st.serverID = &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: ifi.HardwareAddr}
 	}
-	st.allow, st.deny = macSet(s.Allow), macSet(s.Deny)
+	st.macs = newMACFilter(s.Allow, s.Deny)
 	return st, nil
-}
-
-func macSet(macs []net.HardwareAddr) map[string]bool {
-	m := map[string]bool{}
-	for _, mac := range macs {
-		m[string(mac)] = true
-	}
-	return m
 }
 
 // Reasons a DHCPv6 message gets no answer.
@@ -390,7 +379,7 @@ func (st *state6) reply(ctx context.Context, msg dhcpv6.DHCPv6, req *dhcpv6.Mess
 	// relay's client link-layer address option).
 	c, cerr := ClientFromMessage6(msg)
 	ex.MAC = c.MAC
-	if st.deny[string(c.MAC)] || (len(st.allow) > 0 && !st.allow[string(c.MAC)]) {
+	if !st.macs.allowed(c.MAC) {
 		return nil, fmt.Errorf("%w: %s not allowed", ErrIgnore, c.MAC)
 	}
 	clientID := req.Options.ClientID()

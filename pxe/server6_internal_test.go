@@ -147,13 +147,13 @@ func TestServer6Refusals(t *testing.T) {
 	assert.Nil(t, exchange(t, st, adv, now), "a server's own Advertise")
 
 	// Deny wins; Allow lets only its MACs in.
-	st.deny = macSet([]net.HardwareAddr{mac})
+	st.macs = newMACFilter(nil, []net.HardwareAddr{mac})
 	_, err = st.respond(context.Background(), sol.ToBytes(), now, nil)
 	assert.ErrorIs(t, err, ErrIgnore)
-	st.deny, st.allow = nil, macSet([]net.HardwareAddr{{0x52, 0x54, 0, 0, 0, 7}})
+	st.macs = newMACFilter([]net.HardwareAddr{{0x52, 0x54, 0, 0, 0, 7}}, nil)
 	_, err = st.respond(context.Background(), sol.ToBytes(), now, nil)
 	assert.ErrorIs(t, err, ErrIgnore)
-	st.allow = nil
+	st.macs = macFilter{}
 
 	// Confirm: on-link or not.
 	confirm := func(ip string) iana.StatusCode {
@@ -358,7 +358,7 @@ func TestServer6Relay(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotNil(t, b, "a relay that names no link")
 
-	st.deny = macSet([]net.HardwareAddr{mac})
+	st.macs = newMACFilter(nil, []net.HardwareAddr{mac})
 	_, err = st.respond(context.Background(), relayed("fd00:77::2", 1), now, nil)
 	assert.ErrorIs(t, err, ErrIgnore, "Deny applies to the MAC a relay reports")
 }
