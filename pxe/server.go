@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -136,7 +137,7 @@ type Server struct {
 	Observer func(Exchange)
 
 	mu      sync.Mutex
-	started bool
+	started atomic.Bool
 	table   *leaseTable
 }
 
@@ -188,13 +189,9 @@ type state struct {
 // use"), an unusable lease file (ErrLeaseFile) or a socket read error.
 // Calling Serve a second time is an error.
 func (s *Server) Serve(ctx context.Context) error {
-	s.mu.Lock()
-	if s.started {
-		s.mu.Unlock()
+	if s.started.Swap(true) {
 		return fmt.Errorf("%w: Serve called twice", ErrConfig)
 	}
-	s.started = true
-	s.mu.Unlock()
 
 	st, err := s.prepare()
 	if err != nil {

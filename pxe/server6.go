@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
@@ -95,7 +96,7 @@ type Server6 struct {
 	Observer func(Exchange6)
 
 	mu       sync.Mutex
-	started  bool
+	started  atomic.Bool
 	bindings map[netip.Addr]binding6
 	declined map[netip.Addr]bool
 	// maxBindings is maxBindings6 unless a test sets it.
@@ -134,13 +135,9 @@ type binding6 struct {
 // cannot be opened, or a socket read error. Calling Serve twice is an
 // error.
 func (s *Server6) Serve(ctx context.Context) error {
-	s.mu.Lock()
-	if s.started {
-		s.mu.Unlock()
+	if s.started.Swap(true) {
 		return fmt.Errorf("%w: Serve called twice", ErrConfig)
 	}
-	s.started = true
-	s.mu.Unlock()
 	st, err := s.prepare()
 	if err != nil {
 		closeAll(s.Conn)
